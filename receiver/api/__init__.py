@@ -1,0 +1,1 @@
+"""HTTP API: thin handlers over ingest, the store and the dispatcher."""

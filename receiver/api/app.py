@@ -1,0 +1,156 @@
+"""The FastAPI application and what it owns: engine, writer, catalog, dispatcher."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from receiver.api import health, history, webhook
+from receiver.api.errors import install_error_handlers
+from receiver.catalog import ModelCatalog
+from receiver.config import Settings
+from receiver.ingest import Ingestor, Preparer, ingest_policy
+from receiver.metrics import Metrics
+from receiver.store import migrate
+from receiver.store.engine import create_engine, is_sqlite, normalize_url, safe_url
+from receiver.writer import BatchWriter
+
+log = logging.getLogger("receiver")
+
+
+@dataclass
+class ReceiverState:
+    """Everything the handlers reach through `request.app.state.receiver`."""
+
+    settings: Settings
+    engine: AsyncEngine
+    catalog: ModelCatalog
+    preparer: Preparer
+    writer: BatchWriter
+    ingestor: Ingestor
+    metrics: Metrics
+    log: logging.Logger = log
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def refresh_outbox_gauges(self) -> None:
+        from receiver.store import outbox
+
+        async with self.engine.connect() as conn:
+            depth, oldest = await outbox.pending_stats(conn)
+        self.metrics.outbox_depth.set(depth)
+        age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+        self.metrics.outbox_oldest.set(max(age, 0.0))
+
+
+def build_state(settings: Settings) -> ReceiverState:
+    url = normalize_url(settings.database_url)
+    engine = create_engine(url, sqlite_synchronous=settings.sqlite_synchronous)
+    catalog = ModelCatalog(
+        settings.models,
+        models_file=settings.models_file,
+        model_label=settings.model_label,
+        version_label=settings.model_version_label,
+    )
+    preparer = Preparer.from_settings(settings, catalog)
+    writer = BatchWriter(engine, ingest_policy(settings), writers=1 if is_sqlite(url) else 4)
+    return ReceiverState(
+        settings=settings,
+        engine=engine,
+        catalog=catalog,
+        preparer=preparer,
+        writer=writer,
+        ingestor=Ingestor(preparer, writer),
+        metrics=Metrics(),
+    )
+
+
+class WebhookTimer:
+    """ASGI middleware timing POST /webhook and counting its answers by status."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/webhook":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: list[int] = []
+
+        async def capture(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            self.metrics.webhook_latency.observe(time.perf_counter() - started)
+            if status and status[0] >= 400:
+                self.metrics.record_rejected(str(status[0]))
+
+
+def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> FastAPI:
+    """The receiver as an ASGI app; the lifespan migrates the schema and starts the writer."""
+    state = build_state(settings)
+    dispatch_on = settings.dispatch.enabled if run_dispatcher is None else run_dispatcher
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await migrate.upgrade(state.engine)
+        log.info("database ready at %s", safe_url(settings.database_url))
+        if settings.webhook_token is None:
+            log.warning("RECEIVER_WEBHOOK_TOKEN is not set: anyone who can reach /webhook can post alerts")
+        state.writer.start()
+        dispatcher = await _start_dispatcher(state) if dispatch_on else None
+        try:
+            yield
+        finally:
+            if dispatcher is not None:
+                await dispatcher.stop()
+            await state.writer.stop()
+            await state.engine.dispose()
+
+    app = FastAPI(
+        title="alert-receiver",
+        version="0.1.0",
+        description="Alertmanager webhook receiver: dedup, enrichment, alert history, Slack DMs and email.",
+        lifespan=lifespan,
+    )
+    app.state.receiver = state
+    install_error_handlers(app)
+    app.include_router(webhook.router)
+    app.include_router(history.router)
+    app.include_router(health.router)
+    _include_optional_routers(app)
+    app.add_middleware(WebhookTimer, metrics=state.metrics)
+    return app
+
+
+async def _start_dispatcher(state: ReceiverState) -> Any:
+    try:
+        from receiver.dispatch import Dispatcher
+    except ImportError:  # the dispatcher arrives with the fan-out work
+        return None
+    dispatcher = Dispatcher.from_state(state)
+    state.extras["dispatcher"] = dispatcher
+    dispatcher.start()
+    return dispatcher
+
+
+def _include_optional_routers(app: FastAPI) -> None:
+    for name in ("notifications", "page"):
+        try:
+            module = __import__(f"receiver.api.{name}", fromlist=["router"])
+        except ImportError:
+            continue
+        app.include_router(module.router)

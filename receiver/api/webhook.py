@@ -1,0 +1,75 @@
+"""POST /webhook: Alertmanager's webhook_configs target."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from receiver.api.auth import require_token
+from receiver.api.errors import InvalidJson, InvalidPayload, PayloadTooLarge, ServiceUnavailable, validation_details
+from receiver.schemas import WebhookPayload, WebhookResult
+from receiver.writer import StorageUnavailable
+
+router = APIRouter()
+
+_PAYLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": WebhookPayload.model_json_schema(by_alias=True)}},
+    }
+}
+
+
+async def read_limited_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_payload(body: bytes) -> WebhookPayload:
+    """Validate an Alertmanager v4 payload; InvalidJson or InvalidPayload naming each bad field."""
+    if not body.strip():
+        raise InvalidJson("the body is empty; expected an Alertmanager webhook payload (JSON)")
+    try:
+        return WebhookPayload.model_validate_json(body)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise InvalidJson(f"the body is not valid JSON: {exc.errors()[0]['msg']}") from None
+        if any(e["type"] == "model_type" and not e["loc"] for e in exc.errors()):
+            raise InvalidPayload("the body must be a JSON object", validation_details(exc)) from None
+        raise InvalidPayload("not an Alertmanager webhook payload (version 4)", validation_details(exc)) from None
+
+
+@router.post(
+    "/webhook",
+    response_model=WebhookResult,
+    summary="Receive an Alertmanager webhook (version 4)",
+    description="Answers 200 once the receipt and its alerts are committed; 503 when storage cannot take it.",
+    openapi_extra=_PAYLOAD_SCHEMA,
+    responses={400: {}, 401: {}, 413: {}, 422: {}, 503: {}},
+)
+async def receive_webhook(request: Request) -> WebhookResult:
+    state = request.app.state.receiver
+    token = state.settings.webhook_token
+    require_token(request, token.get_secret_value() if token else None)
+    payload = parse_payload(await read_limited_body(request, state.settings.max_body_bytes))
+    try:
+        outcome = await state.ingestor.ingest(payload)
+    except StorageUnavailable as exc:
+        raise ServiceUnavailable("the receipt could not be stored; retry later") from exc
+    state.metrics.record_ingest(payload, outcome)
+    return WebhookResult(
+        receipt_id=outcome.receipt_id,
+        duplicate=outcome.duplicate,
+        alerts=len(payload.alerts),
+        events=dict(outcome.events),
+        notifications=len(outcome.notification_ids),
+    )

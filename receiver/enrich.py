@@ -1,0 +1,124 @@
+"""Context for the person who gets the alert: model metadata and links, built once at ingest.
+
+Pure functions of the alert, the catalog entry and settings; the result is stored with the alert,
+so history shows exactly what was sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+from receiver.config import DashboardRef, GrafanaSettings, ModelEntry
+from receiver.schemas import WebhookAlert
+
+
+def is_http_url(url: str | None) -> bool:
+    """Only http(s) links are ever emitted: no javascript:, data: or relative surprises."""
+    if not url:
+        return False
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def model_info(entry: ModelEntry | None, labels: Mapping[str, str], version_label: str) -> dict[str, Any] | None:
+    """The catalog entry as stored with the alert; the alert's version label wins over the catalog's."""
+    if entry is None:
+        return None
+    info = entry.model_dump(exclude={"dashboard"}, exclude_none=True)
+    if labels.get(version_label):
+        info["version"] = labels[version_label]
+    return info
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def time_range(alert: WebhookAlert, grafana: GrafanaSettings) -> tuple[str, str]:
+    """(from, to) in epoch ms around the alert; a firing alert's range ends at 'now'."""
+    start = str(_ms(alert.starts_at - grafana.time_padding))
+    end = str(_ms(alert.ends_at + grafana.time_padding)) if alert.ends_at else "now"
+    return start, end
+
+
+def dashboard_link(
+    alert: WebhookAlert, dashboard: DashboardRef, grafana: GrafanaSettings, model_label: str
+) -> str:
+    """`/d/<uid>/<slug>?orgId=&from=&to=&var-…` with variables from the mapping or the model labels."""
+    start, end = time_range(alert, grafana)
+    params: list[tuple[str, str]] = [("orgId", str(grafana.org_id)), ("from", start), ("to", end)]
+    variables = dashboard.variables or {"model": "{" + model_label + "}", "namespace": "{namespace}"}
+    for var, source in variables.items():
+        value = _fill(source, alert.labels)
+        if value:
+            params.append((f"var-{var}", value))
+    path = f"/d/{quote(dashboard.uid, safe='')}/{quote(dashboard.slug, safe='')}".rstrip("/")
+    return f"{grafana.url.rstrip('/')}{path}?{urlencode(params)}"  # type: ignore[union-attr]
+
+
+def _fill(source: str, labels: Mapping[str, str]) -> str:
+    """`{label}` copies a label's value; anything else is a fixed value."""
+    if source.startswith("{") and source.endswith("}"):
+        return labels.get(source[1:-1], "")
+    return source
+
+
+def alert_expr(generator_url: str) -> str | None:
+    """The PromQL behind a Prometheus alert, from its generatorURL's g0.expr."""
+    if not generator_url:
+        return None
+    values = parse_qs(urlsplit(generator_url).query).get("g0.expr")
+    return values[0] if values else None
+
+
+def explore_link(alert: WebhookAlert, grafana: GrafanaSettings) -> str | None:
+    """Grafana Explore running the alert's own PromQL over the alert's time range."""
+    expr = alert_expr(alert.generator_url)
+    if not expr:
+        return None
+    start, end = time_range(alert, grafana)
+    uid = grafana.datasource_uid
+    pane = {
+        "datasource": uid,
+        "queries": [{"refId": "A", "expr": expr, "datasource": {"type": "prometheus", "uid": uid}}],
+        "range": {"from": start, "to": end},
+    }
+    panes = json.dumps({"a1b": pane}, separators=(",", ":"))
+    query = urlencode({"schemaVersion": "1", "orgId": str(grafana.org_id), "panes": panes})
+    return f"{grafana.url.rstrip('/')}/explore?{query}"  # type: ignore[union-attr]
+
+
+def silence_link(alert: WebhookAlert, external_url: str) -> str | None:
+    """Alertmanager's 'new silence' form prefilled with the alert's labels."""
+    if not is_http_url(external_url):
+        return None
+    matchers = ",".join(f'{name}="{_escape(value)}"' for name, value in sorted(alert.labels.items()))
+    return f"{external_url.rstrip('/')}/#/silences/new?filter={quote('{' + matchers + '}', safe='')}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def build_links(
+    alert: WebhookAlert,
+    *,
+    entry: ModelEntry | None,
+    external_url: str,
+    grafana: GrafanaSettings,
+    model_label: str,
+) -> dict[str, str]:
+    """Every link for one alert; a link that would not be a valid http(s) URL is left out."""
+    links: dict[str, str | None] = {"source": alert.generator_url}
+    if grafana.url:
+        dashboard = (entry.dashboard if entry else None) or grafana.default_dashboard
+        if dashboard:
+            links["dashboard"] = dashboard_link(alert, dashboard, grafana, model_label)
+        links["explore"] = explore_link(alert, grafana)
+    links["silence"] = silence_link(alert, external_url)
+    links["runbook"] = (entry.runbook_url if entry else None) or alert.annotations.get("runbook_url")
+    return {name: url for name, url in links.items() if url and is_http_url(url)}

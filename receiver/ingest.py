@@ -1,0 +1,68 @@
+"""From a validated payload to a committed receipt: enrich and route each alert, then hand to the writer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from receiver.catalog import ModelCatalog
+from receiver.config import Settings
+from receiver.dedup import EventKind, receipt_digest
+from receiver.enrich import build_links, model_info
+from receiver.routing import CompiledRoute, compile_routes, recipients_for
+from receiver.schemas import WebhookAlert, WebhookPayload
+from receiver.store.ingest import IncomingAlert, IncomingReceipt, IngestOutcome, IngestPolicy
+from receiver.writer import BatchWriter
+
+
+def ingest_policy(settings: Settings) -> IngestPolicy:
+    kinds = {EventKind.FIRING, EventKind.RESOLVED}
+    if settings.notify_on_repeat:
+        kinds.add(EventKind.REPEAT)
+    return IngestPolicy(window=settings.dedup_window, notify_kinds=frozenset(kinds))
+
+
+@dataclass
+class Preparer:
+    """Derives what is stored with each alert: catalog entry, links and recipients."""
+
+    settings: Settings
+    catalog: ModelCatalog
+    routes: list[CompiledRoute]
+    catalog_misses: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, catalog: ModelCatalog) -> Preparer:
+        return cls(settings, catalog, compile_routes(settings.routes))
+
+    def prepare(self, payload: WebhookPayload) -> IncomingReceipt:
+        return IncomingReceipt(
+            payload=payload,
+            digest=receipt_digest(payload),
+            alerts=[self._prepare_alert(a, payload.external_url) for a in payload.alerts],
+        )
+
+    def _prepare_alert(self, alert: WebhookAlert, external_url: str) -> IncomingAlert:
+        s = self.settings
+        entry = self.catalog.lookup(alert.labels)
+        if entry is None and alert.labels.get(s.model_label):
+            self.catalog_misses += 1
+        return IncomingAlert(
+            alert=alert,
+            model=alert.labels.get(s.model_label),
+            team=(entry.team if entry else None) or alert.labels.get("team"),
+            model_info=model_info(entry, alert.labels, s.model_version_label),
+            links=build_links(
+                alert, entry=entry, external_url=external_url, grafana=s.grafana, model_label=s.model_label
+            ),
+            recipients=recipients_for(alert.labels, entry, self.routes, s.default_route, s.teams),
+        )
+
+
+@dataclass
+class Ingestor:
+    preparer: Preparer
+    writer: BatchWriter
+
+    async def ingest(self, payload: WebhookPayload) -> IngestOutcome:
+        """Store the payload; returns once committed (raises StorageUnavailable otherwise)."""
+        return await self.writer.submit(self.preparer.prepare(payload))

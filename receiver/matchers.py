@@ -1,0 +1,75 @@
+"""Alertmanager label matchers: `name=value`, `name!=value`, `name=~regex`, `name!~regex`.
+
+Semantics follow Alertmanager: regexes are anchored (`^(?:re)$`), and a missing label has the value
+"", so `team=""` matches alerts without a team label and `team!=""` requires one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+_MATCHER = re.compile(
+    r"""^\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*(?P<value>"(?:[^"\\]|\\.)*"|[^"]*?)\s*$"""
+)
+_UNESCAPE = re.compile(r"\\(.)")
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One parsed matcher; `matches` takes a label set."""
+
+    name: str
+    op: str
+    value: str
+    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    def matches_value(self, value: str) -> bool:
+        """Whether a label value (\"\" when the label is absent) satisfies this matcher."""
+        if self.op == "=":
+            return value == self.value
+        if self.op == "!=":
+            return value != self.value
+        assert self._regex is not None
+        found = self._regex.fullmatch(value) is not None
+        return found if self.op == "=~" else not found
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether a label set satisfies this matcher."""
+        return self.matches_value(labels.get(self.name, ""))
+
+    def __str__(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{self.name}{self.op}"{escaped}"'
+
+
+def parse_matcher(text: str) -> Matcher:
+    """Parse one matcher; ValueError naming the problem when it is not valid."""
+    found = _MATCHER.match(text)
+    if not found:
+        raise ValueError(f"invalid matcher {text!r}: expected name=value, name!=value, name=~re or name!~re")
+    name, op, raw = found["name"], found["op"], found["value"]
+    if raw.startswith('"'):
+        value = _UNESCAPE.sub(r"\1", raw[1:-1])
+    else:
+        if any(ch in raw for ch in "=!~"):
+            raise ValueError(f"invalid matcher {text!r}: quote values that contain =, ! or ~")
+        value = raw
+    regex = None
+    if op in ("=~", "!~"):
+        try:
+            regex = re.compile(f"(?:{value})", re.DOTALL)
+        except re.error as exc:
+            raise ValueError(f"invalid matcher {text!r}: bad regular expression: {exc}") from None
+    return Matcher(name, op, value, regex)
+
+
+def parse_matchers(texts: Iterable[str]) -> list[Matcher]:
+    """Parse several matchers."""
+    return [parse_matcher(t) for t in texts]
+
+
+def match_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:
+    """True when every matcher matches (an empty list matches everything)."""
+    return all(m.matches(labels) for m in matchers)

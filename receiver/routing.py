@@ -1,0 +1,76 @@
+"""Who hears about an alert: Alertmanager-style matchers over labels, resolved through the catalog.
+
+A pure function of (labels, catalog entry, routes): routes are tried in order, the first match wins
+unless it says `continue: true`, and the default route applies when none matched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from receiver.config import ModelEntry, Recipients, Route, Team
+from receiver.matchers import Matcher, match_all, parse_matchers
+
+CHANNELS = ("slack", "email")
+# Where alerts go that no route addresses to anyone: visible in the log and the notifications API.
+UNROUTED = ("log", "unrouted")
+
+
+@dataclass(frozen=True)
+class CompiledRoute:
+    name: str
+    matchers: tuple[Matcher, ...]
+    recipients: Recipients
+    continue_: bool
+
+
+def compile_routes(routes: Sequence[Route]) -> list[CompiledRoute]:
+    """Parse each route's matchers once, at start."""
+    return [
+        CompiledRoute(r.name or f"routes[{i}]", tuple(parse_matchers(r.matchers)), r, r.continue_)
+        for i, r in enumerate(routes)
+    ]
+
+
+def matching_routes(routes: Sequence[CompiledRoute], labels: Mapping[str, str]) -> list[CompiledRoute]:
+    """The routes an alert takes, in order."""
+    taken = []
+    for route in routes:
+        if match_all(route.matchers, labels):
+            taken.append(route)
+            if not route.continue_:
+                break
+    return taken
+
+
+def resolve(token: str, channel: str, entry: ModelEntry | None, teams: Mapping[str, Team]) -> list[str]:
+    """Turn `owner`, `team` or a literal address into concrete recipients for one channel."""
+    if token == "owner":
+        if entry is None:
+            return []
+        if channel == "slack":
+            return [entry.slack or entry.owner] if (entry.slack or entry.owner) else []
+        return [a for a in [entry.owner, *entry.emails] if a]
+    if token == "team":
+        team = teams.get(entry.team) if entry and entry.team else None
+        return list(getattr(team, channel)) if team else []
+    return [token]
+
+
+def recipients_for(
+    labels: Mapping[str, str],
+    entry: ModelEntry | None,
+    routes: Sequence[CompiledRoute],
+    default: Recipients,
+    teams: Mapping[str, Team],
+) -> tuple[tuple[str, str], ...]:
+    """Ordered, de-duplicated (channel, recipient) pairs for one alert."""
+    taken = [r.recipients for r in matching_routes(routes, labels)] or [default]
+    found: dict[tuple[str, str], None] = {}
+    for recipients in taken:
+        for channel in CHANNELS:
+            for token in getattr(recipients, channel):
+                for address in resolve(token, channel, entry, teams):
+                    found[(channel, address)] = None
+    return tuple(found) or (UNROUTED,)

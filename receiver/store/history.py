@@ -1,0 +1,162 @@
+"""The read path: alert history with filters, matchers and keyset pagination (newest first)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, func, not_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from receiver.matchers import Matcher
+from receiver.store.tables import (
+    alert_labels,
+    alerts,
+    events,
+    notification_alerts,
+    notifications,
+    receipt_alerts,
+    receipts,
+)
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """Filters of GET /api/v1/alerts; every one that is set must hold."""
+
+    status: str | None = None
+    alertname: str | None = None
+    severity: str | None = None
+    model: str | None = None
+    team: str | None = None
+    receiver: str | None = None
+    since: datetime | None = None  # on starts_at
+    until: datetime | None = None
+    matchers: Sequence[Matcher] = field(default_factory=tuple)
+
+
+_COLUMN_FILTERS = ("status", "alertname", "severity", "model", "team", "receiver")
+
+
+def _label_has(name: str, values: Sequence[str] | None = None) -> ColumnElement[bool]:
+    """EXISTS a label row `name` (with one of `values`) for the alert at hand."""
+    condition = and_(alert_labels.c.alert_id == alerts.c.id, alert_labels.c.name == name)
+    if values is not None:
+        condition = and_(condition, alert_labels.c.value.in_(values))
+    return exists().where(condition)
+
+
+async def _matcher_condition(conn: AsyncConnection, m: Matcher) -> ColumnElement[bool]:
+    """SQL for one matcher. A missing label counts as "" (Alertmanager's rule)."""
+    empty_matches = m.matches_value("")
+    if m.op == "=" and m.value:
+        return _label_has(m.name, [m.value])
+    if m.op == "!=" and m.value:
+        return not_(_label_has(m.name, [m.value]))
+    if m.op in ("=", "!="):  # `x=""`: label absent; `x!=""`: label present
+        return not_(_label_has(m.name)) if m.op == "=" else _label_has(m.name)
+    # Regexes: evaluate them in Python over the label's distinct values (few, and indexed), so
+    # SQLite and PostgreSQL agree on regex semantics, then look up by value.
+    query = select(alert_labels.c.value).where(alert_labels.c.name == m.name).distinct()
+    values = list((await conn.execute(query)).scalars())
+    failing = [v for v in values if not m.matches_value(v)]
+    if empty_matches:
+        return not_(_label_has(m.name, failing))
+    return _label_has(m.name, [v for v in values if m.matches_value(v)])
+
+
+async def _conditions(conn: AsyncConnection, f: AlertFilter) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = []
+    for name in _COLUMN_FILTERS:
+        value = getattr(f, name)
+        if value is not None:
+            conds.append(alerts.c[name] == value)
+    if f.since is not None:
+        conds.append(alerts.c.starts_at >= f.since)
+    if f.until is not None:
+        conds.append(alerts.c.starts_at < f.until)
+    for m in f.matchers:
+        conds.append(await _matcher_condition(conn, m))
+    return conds
+
+
+async def list_alerts(
+    conn: AsyncConnection, f: AlertFilter, *, limit: int, before_id: int | None = None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of alerts, newest first; returns (rows, id to continue before, or None at the end)."""
+    conds = await _conditions(conn, f)
+    if before_id is not None:
+        conds.append(alerts.c.id < before_id)
+    query = select(alerts).where(and_(True, *conds)).order_by(alerts.c.id.desc()).limit(limit + 1)
+    rows = [dict(r._mapping) for r in (await conn.execute(query)).all()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1]["id"] if more and rows else None)
+
+
+async def get_alert(conn: AsyncConnection, alert_id: int) -> dict[str, Any] | None:
+    """One alert with its events, the receipts that carried it and its notifications."""
+    row = (await conn.execute(select(alerts).where(alerts.c.id == alert_id))).first()
+    if row is None:
+        return None
+    alert = dict(row._mapping)
+    ev = select(events.c.kind, events.c.reason, events.c.at, events.c.receipt_id).where(events.c.alert_id == alert_id)
+    alert["events"] = [dict(r._mapping) for r in (await conn.execute(ev.order_by(events.c.id))).all()]
+    rc = (
+        select(receipts)
+        .join(receipt_alerts, receipt_alerts.c.receipt_id == receipts.c.id)
+        .where(receipt_alerts.c.alert_id == alert_id)
+        .order_by(receipts.c.id)
+    )
+    alert["receipts"] = [dict(r._mapping) for r in (await conn.execute(rc)).all()]
+    nt = (
+        select(notifications)
+        .join(notification_alerts, notification_alerts.c.notification_id == notifications.c.id)
+        .where(notification_alerts.c.alert_id == alert_id)
+        .order_by(notifications.c.id)
+    )
+    alert["notifications"] = [dict(r._mapping) for r in (await conn.execute(nt)).all()]
+    return alert
+
+
+async def list_receipts(
+    conn: AsyncConnection,
+    *,
+    limit: int,
+    before_id: int | None = None,
+    duplicate: bool | None = None,
+    group_key: str | None = None,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Recent webhook deliveries, newest first."""
+    conds: list[ColumnElement[bool]] = []
+    if before_id is not None:
+        conds.append(receipts.c.id < before_id)
+    if duplicate is not None:
+        conds.append(receipts.c.duplicate == duplicate)
+    if group_key is not None:
+        conds.append(receipts.c.group_key == group_key)
+    query = select(receipts).where(and_(True, *conds)).order_by(receipts.c.id.desc()).limit(limit + 1)
+    rows = [dict(r._mapping) for r in (await conn.execute(query)).all()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1]["id"] if more and rows else None)
+
+
+async def model_counts(conn: AsyncConnection) -> dict[str, dict[str, int]]:
+    """Per model label: number of stored alerts by status."""
+    query = (
+        select(alerts.c.model, alerts.c.status, func.count())
+        .where(alerts.c.model.is_not(None))
+        .group_by(alerts.c.model, alerts.c.status)
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for model, status, count in (await conn.execute(query)).all():
+        counts.setdefault(model, {"firing": 0, "resolved": 0})[status] = count
+    return counts
+
+
+async def ping(conn: AsyncConnection) -> None:
+    """A query that touches the schema, for /readyz."""
+    await conn.execute(select(func.count()).select_from(select(receipts.c.id).limit(1).subquery()))

@@ -1,0 +1,107 @@
+"""Group commit: concurrent webhook requests share one transaction, each answered after its commit.
+
+SQLite allows one writer at a time, so many connections writing at once only queue on its lock;
+one writer that takes everything waiting and commits it together pays for one fsync instead of one
+per request. On PostgreSQL several writers run side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from receiver.store.ingest import IncomingReceipt, IngestOutcome, IngestPolicy, store_receipt
+
+log = logging.getLogger(__name__)
+
+
+
+class StorageUnavailable(Exception):
+    """The receipt could not be committed; Alertmanager should retry (HTTP 503)."""
+
+
+@dataclass
+class _Job:
+    receipt: IncomingReceipt
+    done: asyncio.Future[IngestOutcome]
+
+
+class BatchWriter:
+    """Owns the write path; `submit` returns once the receipt is committed."""
+
+    def __init__(self, engine: AsyncEngine, policy: IngestPolicy, *, writers: int = 1, max_batch: int = 64) -> None:
+        self._engine = engine
+        self._policy = policy
+        self._writers = writers
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run(), name=f"writer-{n}") for n in range(self._writers)]
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop the writers."""
+        await self._queue.join()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def submit(self, receipt: IncomingReceipt) -> IngestOutcome:
+        """Queue a receipt and wait for its commit; StorageUnavailable when it could not be stored."""
+        if not self._tasks:
+            raise StorageUnavailable("the writer is not running")
+        job = _Job(receipt, asyncio.get_running_loop().create_future())
+        await self._queue.put(job)
+        return await job.done
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit(self, batch: list[_Job]) -> None:
+        try:
+            results = await self._transaction(batch)
+        except Exception as exc:  # one bad receipt must not sink the others: retry them one by one
+            if len(batch) == 1:
+                log.error("storing receipt failed: %s", _describe(exc))
+                _settle(batch[0], error=StorageUnavailable(_describe(exc)))
+                return
+            for job in batch:
+                await self._commit([job])
+            return
+        for job, outcome in zip(batch, results, strict=True):
+            _settle(job, outcome=outcome)
+
+    async def _transaction(self, batch: list[_Job]) -> list[IngestOutcome]:
+        now = datetime.now(UTC)
+        async with self._engine.begin() as conn:
+            return [await store_receipt(conn, job.receipt, now=now, policy=self._policy) for job in batch]
+
+
+def _settle(job: _Job, *, outcome: IngestOutcome | None = None, error: Exception | None = None) -> None:
+    if job.done.done():  # the request went away (client disconnected); the commit stands
+        return
+    if error is not None:
+        job.done.set_exception(error)
+    else:
+        job.done.set_result(outcome)  # type: ignore[arg-type]
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line error without SQL parameters (they may hold label values or secrets)."""
+    name = type(exc).__name__
+    orig = getattr(exc, "orig", None)
+    return f"{name}: {type(orig).__name__ if orig else ''} {str(orig or exc).splitlines()[0][:200]}".strip()
