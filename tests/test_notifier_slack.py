@@ -45,7 +45,8 @@ async def test_email_recipient_is_looked_up_opened_and_posted(notifier, slack_fa
     assert slack_fake.calls_to("users.lookupByEmail") == [{"email": "alice@example.com"}]
     assert slack_fake.calls_to("conversations.open") == [{"users": "UALICE01"}]
     assert slack_fake.calls_to("chat.postMessage") == [
-        {"channel": "DUALICE01", "text": "firing", "blocks": BLOCKS}]
+        {"channel": "DUALICE01", "text": "firing", "blocks": BLOCKS}
+    ]
     [posted] = slack_fake.messages
     assert result.provider_ref == {"channel": "DUALICE01", "ts": posted.ts}
 
@@ -78,15 +79,25 @@ async def test_unusable_recipient_is_permanent_without_calling_slack(notifier, s
 
 async def test_reply_goes_into_thread_then_original_is_updated(notifier, slack_fake):  # noqa: F811
     first = await notifier.send(dm(blocks=BLOCKS))
-    reply = await notifier.send(dm(text="resolved", thread=first.provider_ref,
-                                   update_blocks=RESOLVED_BLOCKS, update_text="resolved: drift"))
+    reply = await notifier.send(
+        dm(
+            text="resolved",
+            thread=first.provider_ref,
+            update_blocks=RESOLVED_BLOCKS,
+            update_text="resolved: drift",
+        )
+    )
 
     assert methods(slack_fake)[-2:] == ["chat.postMessage", "chat.update"]
     thread_ts = first.provider_ref["ts"]
     assert slack_fake.calls_to("chat.postMessage")[-1] == {
-        "channel": "DUALICE01", "thread_ts": thread_ts, "text": "resolved"}
+        "channel": "DUALICE01",
+        "thread_ts": thread_ts,
+        "text": "resolved",
+    }
     assert slack_fake.calls_to("chat.update") == [
-        {"channel": "DUALICE01", "ts": thread_ts, "blocks": RESOLVED_BLOCKS, "text": "resolved: drift"}]
+        {"channel": "DUALICE01", "ts": thread_ts, "blocks": RESOLVED_BLOCKS, "text": "resolved: drift"}
+    ]
     original, posted_reply = slack_fake.messages
     assert (original.blocks, original.text) == (RESOLVED_BLOCKS, "resolved: drift")
     assert posted_reply.thread_ts == thread_ts
@@ -99,10 +110,22 @@ async def test_reply_without_update_blocks_does_not_update(notifier, slack_fake)
     assert "chat.update" not in methods(slack_fake)
 
 
-@pytest.mark.parametrize(("fault", "reason"), [
-    ({"error": "cant_update_message"}, "slack_cant_update_message"),
-    ({"status": 500, "error": None}, "slack_http_500"),
-])
+async def test_thread_without_slack_ids_posts_a_new_dm(notifier, slack_fake):  # noqa: F811
+    result = await notifier.send(
+        dm(thread={"logged": "1", "message_id": "log-1"}, update_blocks=RESOLVED_BLOCKS)
+    )
+    assert methods(slack_fake)[-1] == "chat.postMessage"
+    assert slack_fake.messages[0].thread_ts is None
+    assert "thread_ts" not in result.provider_ref
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ({"error": "cant_update_message"}, "slack_cant_update_message"),
+        ({"status": 500, "error": None}, "slack_http_500"),
+    ],
+)
 async def test_failed_update_is_reported_not_raised(notifier, slack_fake, caplog, fault, reason):  # noqa: F811
     first = await notifier.send(dm())
     slack_fake.fail_next("chat.update", **fault)
@@ -125,8 +148,9 @@ async def test_rate_limit_is_temporary_with_retry_after_and_no_client_retry(noti
     assert len(slack_fake.calls_to("chat.postMessage")) == 2  # slack-sdk did not retry on its own
 
 
-@pytest.mark.parametrize(("error", "reason"), [("internal_error", "slack_internal_error"),
-                                               (None, "slack_http_500")])
+@pytest.mark.parametrize(
+    ("error", "reason"), [("internal_error", "slack_internal_error"), (None, "slack_http_500")]
+)
 async def test_server_error_is_temporary(notifier, slack_fake, error, reason):  # noqa: F811
     slack_fake.fail_next("users.lookupByEmail", status=500, error=error)
     with pytest.raises(TemporaryDeliveryError) as caught:
@@ -180,9 +204,14 @@ FAULTS: dict[str, Callable[[FakeSlackApi], None]] = {
     "invalid_auth": lambda fake: setattr(fake, "token", "xoxb-the-real-one"),
 }
 
-EXPECTED_REASON = {"ratelimited": "slack_ratelimited", "server_error": "slack_internal_error",
-                   "html_500": "slack_http_502", "disconnect": "slack_network",
-                   "unknown_user": "slack_users_not_found", "invalid_auth": "slack_invalid_auth"}
+EXPECTED_REASON = {
+    "ratelimited": "slack_ratelimited",
+    "server_error": "slack_internal_error",
+    "html_500": "slack_http_502",
+    "disconnect": "slack_network",
+    "unknown_user": "slack_users_not_found",
+    "invalid_auth": "slack_invalid_auth",
+}
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -213,24 +242,27 @@ async def test_token_never_appears_when_update_fails(slack_fake, caplog):  # noq
     assert SECRET not in caplog.text and SECRET not in json.dumps(reply.provider_ref)
 
 
-@pytest.mark.parametrize(("status", "error", "expected_type", "reason"), [
-    (429, "ratelimited", TemporaryDeliveryError, "slack_ratelimited"),
-    (200, "ratelimited", TemporaryDeliveryError, "slack_ratelimited"),
-    (429, None, TemporaryDeliveryError, "slack_ratelimited"),
-    (500, None, TemporaryDeliveryError, "slack_http_500"),
-    (503, "service_unavailable", TemporaryDeliveryError, "slack_service_unavailable"),
-    (200, "fatal_error", TemporaryDeliveryError, "slack_fatal_error"),
-    (200, "request_timeout", TemporaryDeliveryError, "slack_request_timeout"),
-    (200, "users_not_found", PermanentDeliveryError, "slack_users_not_found"),
-    (200, "invalid_auth", PermanentDeliveryError, "slack_invalid_auth"),
-    (200, "token_revoked", PermanentDeliveryError, "slack_token_revoked"),
-    (200, "missing_scope", PermanentDeliveryError, "slack_missing_scope"),
-    (200, "invalid_blocks", PermanentDeliveryError, "slack_invalid_blocks"),
-    (200, "cannot_dm_bot", PermanentDeliveryError, "slack_cannot_dm_bot"),
-    (200, "some_new_error", PermanentDeliveryError, "slack_some_new_error"),
-    (200, "Weird Error!", PermanentDeliveryError, "slack_weird_error_"),
-    (404, None, PermanentDeliveryError, "slack_http_404"),
-])
+@pytest.mark.parametrize(
+    ("status", "error", "expected_type", "reason"),
+    [
+        (429, "ratelimited", TemporaryDeliveryError, "slack_ratelimited"),
+        (200, "ratelimited", TemporaryDeliveryError, "slack_ratelimited"),
+        (429, None, TemporaryDeliveryError, "slack_ratelimited"),
+        (500, None, TemporaryDeliveryError, "slack_http_500"),
+        (503, "service_unavailable", TemporaryDeliveryError, "slack_service_unavailable"),
+        (200, "fatal_error", TemporaryDeliveryError, "slack_fatal_error"),
+        (200, "request_timeout", TemporaryDeliveryError, "slack_request_timeout"),
+        (200, "users_not_found", PermanentDeliveryError, "slack_users_not_found"),
+        (200, "invalid_auth", PermanentDeliveryError, "slack_invalid_auth"),
+        (200, "token_revoked", PermanentDeliveryError, "slack_token_revoked"),
+        (200, "missing_scope", PermanentDeliveryError, "slack_missing_scope"),
+        (200, "invalid_blocks", PermanentDeliveryError, "slack_invalid_blocks"),
+        (200, "cannot_dm_bot", PermanentDeliveryError, "slack_cannot_dm_bot"),
+        (200, "some_new_error", PermanentDeliveryError, "slack_some_new_error"),
+        (200, "Weird Error!", PermanentDeliveryError, "slack_weird_error_"),
+        (404, None, PermanentDeliveryError, "slack_http_404"),
+    ],
+)
 def test_classify_slack_error(status, error, expected_type, reason):
     result = classify_slack_error(status, error, retry_after=5.0)
     assert type(result) is expected_type
@@ -248,6 +280,7 @@ def test_built_client_has_no_retry_handlers():
 
 async def test_fake_accepts_form_encoded_calls(slack_fake):  # noqa: F811
     client = build_slack_client(slack_fake.token, slack_fake.base_url, 5)
-    await client.api_call("chat.postMessage", data={"channel": "DUBOB0002", "text": "hi",
-                                                     "blocks": json.dumps(BLOCKS)})
+    await client.api_call(
+        "chat.postMessage", data={"channel": "DUBOB0002", "text": "hi", "blocks": json.dumps(BLOCKS)}
+    )
     assert slack_fake.messages[0].blocks == BLOCKS

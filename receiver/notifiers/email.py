@@ -30,10 +30,23 @@ log = logging.getLogger(__name__)
 _CRLF = re.compile(r"[\r\n]+")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 field name: printable ASCII except ':'
 # Headers this module sets itself; an extra header must not replace them or add recipients.
-_RESERVED = frozenset({
-    "from", "to", "cc", "bcc", "subject", "date", "message-id", "in-reply-to", "references", "sender",
-    "mime-version", "content-type", "content-transfer-encoding",
-})
+_RESERVED = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "date",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "sender",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -65,16 +78,21 @@ class EmailNotifier:
     async def send(self, message: Message) -> SendResult:
         recipient = parseaddr(_clean(message.recipient))[1]
         if "@" not in recipient:
-            raise PermanentDeliveryError("email_invalid_recipient", "recipient is not an email address")
-        mail = build_email(message, sender=self._settings.sender)
+            raise PermanentDeliveryError("email_invalid_recipient", "recipient is not one email address")
+        mail = build_email(message, sender=self._settings.sender, to=recipient)
         try:
-            await aiosmtplib.send(mail, sender=parseaddr(self._settings.sender)[1], recipients=[recipient],
-                                  **self._connection_args())
+            await aiosmtplib.send(
+                mail,
+                sender=parseaddr(self._settings.sender)[1],
+                recipients=[recipient],
+                **self._connection_args(),
+            )
         except aiosmtplib.SMTPException as exc:
             raise _scrubbed(smtp_error(exc), self._settings.password) from None
         except OSError as exc:  # refused, unreachable, TLS handshake, timeouts (TimeoutError is one)
-            raise _scrubbed(TemporaryDeliveryError("smtp_network", _describe(exc)),
-                            self._settings.password) from None
+            raise _scrubbed(
+                TemporaryDeliveryError("smtp_network", _describe(exc)), self._settings.password
+            ) from None
         return SendResult({"message_id": str(mail["Message-ID"])})
 
     async def aclose(self) -> None:
@@ -83,8 +101,11 @@ class EmailNotifier:
     def _connection_args(self) -> dict[str, Any]:
         s = self._settings
         return {
-            "hostname": s.host, "port": s.port, "timeout": s.timeout,
-            "username": s.username or None, "password": s.password or None,
+            "hostname": s.host,
+            "port": s.port,
+            "timeout": s.timeout,
+            "username": s.username or None,
+            "password": s.password or None,
             "use_tls": s.tls == "tls",
             # False, not aiosmtplib's default None, which silently upgrades only if offered.
             "start_tls": s.tls == "starttls",
@@ -92,11 +113,11 @@ class EmailNotifier:
         }
 
 
-def build_email(message: Message, *, sender: str) -> EmailMessage:
-    """The EmailMessage for `message`, every header value free of CR/LF."""
+def build_email(message: Message, *, sender: str, to: str) -> EmailMessage:
+    """The EmailMessage for `message` addressed to `to`, every header value free of CR/LF."""
     mail = EmailMessage()
     mail["From"] = _clean(sender)
-    mail["To"] = _clean(message.recipient)
+    mail["To"] = _clean(to)  # the envelope recipient, so the header cannot name anyone else
     mail["Subject"] = _clean(message.subject)
     mail["Date"] = format_datetime(datetime.now(UTC))
     # An explicit domain: without one make_msgid asks DNS for this host's FQDN, which can hang.
@@ -135,8 +156,9 @@ def smtp_error(exc: aiosmtplib.SMTPException) -> DeliveryError:
             return TemporaryDeliveryError(f"smtp_{exc.code}", detail)
     if isinstance(exc, aiosmtplib.SMTPNotSupported):  # e.g. STARTTLS or AUTH not offered: configuration
         return PermanentDeliveryError("smtp_not_supported", _describe(exc))
-    if isinstance(exc, (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError,
-                        aiosmtplib.SMTPServerDisconnected)):
+    if isinstance(
+        exc, (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected)
+    ):
         return TemporaryDeliveryError("smtp_network", _describe(exc))
     return TemporaryDeliveryError("smtp_error", _describe(exc))
 
@@ -153,5 +175,8 @@ def _scrubbed(error: DeliveryError, password: str | None) -> DeliveryError:
     """Defence in depth: `error` with any occurrence of the password masked."""
     if not password or password not in str(error):
         return error
-    return type(error)(error.reason.replace(password, "***"), error.detail.replace(password, "***"),
-                       retry_after=error.retry_after)
+    return type(error)(
+        error.reason.replace(password, "***"),
+        error.detail.replace(password, "***"),
+        retry_after=error.retry_after,
+    )

@@ -21,8 +21,14 @@ class LogNotifier:
         message_id = f"log-{uuid.uuid4().hex}"
         text = message.text if len(message.text) <= MAX_TEXT else message.text[:MAX_TEXT] + "…"
         # %r keeps a message's newlines (and any forged log lines in label values) on one line.
-        log.info("would send %s to %r: subject=%r text=%r id=%s", message.channel, message.recipient,
-                 message.subject, text, message_id)
+        log.info(
+            "would send %s to %r: subject=%r text=%r id=%s",
+            message.channel,
+            message.recipient,
+            message.subject,
+            text,
+            message_id,
+        )
         return SendResult({"logged": "1", "message_id": message_id})
 
     async def aclose(self) -> None:

@@ -62,12 +62,17 @@ class InMemorySlackDirectory:
         self._channels[recipient] = dm_channel
 
 
-def build_slack_client(token: str, base_url: str = AsyncWebClient.BASE_URL,
-                       timeout: float = 30.0) -> AsyncWebClient:
+def build_slack_client(
+    token: str, base_url: str = AsyncWebClient.BASE_URL, timeout: float = 30.0
+) -> AsyncWebClient:
     """An AsyncWebClient that never retries by itself (see the module docstring)."""
     # retry_handlers=None would mean slack-sdk's defaults, hence the explicit empty list.
-    return AsyncWebClient(token=token, base_url=base_url, timeout=timeout,  # type: ignore[arg-type]
-                          retry_handlers=[])
+    return AsyncWebClient(
+        token=token,
+        base_url=base_url,
+        timeout=timeout,  # type: ignore[arg-type]
+        retry_handlers=[],
+    )
 
 
 class SlackNotifier:
@@ -82,7 +87,8 @@ class SlackNotifier:
     async def send(self, message: Message) -> SendResult:
         self._ensure_session()
         try:
-            if message.thread:
+            # A thread from another channel (say the log notifier's ref) has no Slack ids: post anew.
+            if message.thread and "channel" in message.thread and "ts" in message.thread:
                 return await self._reply(message, message.thread)
             return await self._post_new(message)
         except SlackApiError as exc:
@@ -106,14 +112,16 @@ class SlackNotifier:
 
     async def _post_new(self, message: Message) -> SendResult:
         channel = await self._dm_channel(message.recipient)
-        posted = await self._client.chat_postMessage(channel=channel, text=message.text,
-                                                     blocks=message.blocks)
+        posted = await self._client.chat_postMessage(
+            channel=channel, text=message.text, blocks=message.blocks
+        )
         return SendResult({"channel": posted["channel"], "ts": posted["ts"]})
 
     async def _reply(self, message: Message, thread: Mapping[str, str]) -> SendResult:
         channel, thread_ts = thread["channel"], thread["ts"]
-        posted = await self._client.chat_postMessage(channel=channel, thread_ts=thread_ts,
-                                                     text=message.text, blocks=message.blocks)
+        posted = await self._client.chat_postMessage(
+            channel=channel, thread_ts=thread_ts, text=message.text, blocks=message.blocks
+        )
         ref = {"channel": posted["channel"], "ts": posted["ts"], "thread_ts": thread_ts}
         if message.update_blocks is not None:
             update_error = await self._update_original(channel, thread_ts, message)
@@ -158,8 +166,9 @@ class SlackNotifier:
         raise PermanentDeliveryError("slack_invalid_recipient", "recipient is neither a user id nor an email")
 
 
-def classify_slack_error(status: int | None, error: str | None,
-                         retry_after: float | None = None) -> DeliveryError:
+def classify_slack_error(
+    status: int | None, error: str | None, retry_after: float | None = None
+) -> DeliveryError:
     """Map a failed Web API call (HTTP status, Slack `error` field) to a DeliveryError."""
     token = re.sub(r"[^a-z0-9_]+", "_", error.lower())[:60] if error else None
     detail = f"Slack answered HTTP {status}" + (f" with error {token}" if token else "")

@@ -91,8 +91,9 @@ class FakeSlackApi:
         ready = threading.Event()
         failure: list[BaseException] = []
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._serve, args=(ready, failure), daemon=True,
-                                        name="fake-slack-api")
+        self._thread = threading.Thread(
+            target=self._serve, args=(ready, failure), daemon=True, name="fake-slack-api"
+        )
         self._thread.start()
         if not ready.wait(10) or failure:
             raise RuntimeError(f"fake Slack API did not start: {failure}")
@@ -129,8 +130,15 @@ class FakeSlackApi:
         with self._lock:
             self._users[email.lower()] = user_id
 
-    def fail_next(self, method: str | None = None, times: int = 1, *, status: int = 200,
-                  error: str | None = "internal_error", retry_after: int | None = None) -> None:
+    def fail_next(
+        self,
+        method: str | None = None,
+        times: int = 1,
+        *,
+        status: int = 200,
+        error: str | None = "internal_error",
+        retry_after: int | None = None,
+    ) -> None:
         """Answer the next `times` calls of `method` (None: any) with this failure instead."""
         with self._lock:
             self._faults.append(_Fault(method, times, status, error, retry_after))
@@ -217,8 +225,9 @@ class FakeSlackApi:
         blocks = _blocks(params.get("blocks"))
         if not params.get("text") and not blocks:
             return {"ok": False, "error": "no_text"}
-        posted = PostedMessage(channel, f"1700000000.{next(self._ts):06d}", params.get("thread_ts"),
-                               params.get("text"), blocks)
+        posted = PostedMessage(
+            channel, f"1700000000.{next(self._ts):06d}", params.get("thread_ts"), params.get("text"), blocks
+        )
         self._messages.append(posted)
         return {"ok": True, "channel": channel, "ts": posted.ts, "message": {"text": posted.text}}
 
@@ -226,8 +235,11 @@ class FakeSlackApi:
         key = (params.get("channel"), params.get("ts"))
         for i, posted in enumerate(self._messages):
             if (posted.channel, posted.ts) == key:
-                self._messages[i] = replace(posted, text=params.get("text", posted.text),
-                                            blocks=_blocks(params.get("blocks")) or posted.blocks)
+                self._messages[i] = replace(
+                    posted,
+                    text=params.get("text", posted.text),
+                    blocks=_blocks(params.get("blocks")) or posted.blocks,
+                )
                 self._updates.append(params)
                 return {"ok": True, "channel": posted.channel, "ts": posted.ts}
         return {"ok": False, "error": "message_not_found"}
@@ -251,8 +263,9 @@ def _blocks(value: Any) -> list[dict[str, Any]] | None:
 def _fault_response(fault: _Fault) -> web.Response:
     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
     if fault.error is None:
-        return web.Response(status=fault.status, text="<html>upstream error</html>",
-                            content_type="text/html", headers=headers)
+        return web.Response(
+            status=fault.status, text="<html>upstream error</html>", content_type="text/html", headers=headers
+        )
     return web.json_response({"ok": False, "error": fault.error}, status=fault.status, headers=headers)
 
 
