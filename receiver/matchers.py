@@ -59,7 +59,7 @@ def parse_matcher(text: str) -> Matcher:
     regex = None
     if op in ("=~", "!~"):
         try:
-            regex = re.compile(f"(?:{value})", re.DOTALL)
+            regex = re.compile(value, re.DOTALL)  # used with fullmatch: anchored like Alertmanager
         except re.error as exc:
             raise ValueError(f"invalid matcher {text!r}: bad regular expression: {exc}") from None
     return Matcher(name, op, value, regex)
