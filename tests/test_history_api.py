@@ -1,0 +1,136 @@
+"""The history API: filters, matchers, keyset pagination, one alert in detail, receipts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.support import load_payload, make_alert, make_payload
+
+T0 = datetime(2026, 11, 29, 8, tzinfo=UTC)
+
+
+async def _seed(h) -> None:  # type: ignore[no-untyped-def]
+    """12 alerts over 3 models, mixed severities, one resolved, one with a team label."""
+    for i in range(12):
+        model = ("fraud-detector", "churn", "ranker")[i % 3]
+        severity = "critical" if i % 4 == 0 else "warning"
+        extra = {"team": "payments"} if i == 5 else {}
+        alert = make_alert("ModelDrift" if i % 2 else "ModelLatencyHigh", starts_at=T0 + timedelta(minutes=i),
+                           model=model, severity=severity, feature=f"f{i}", **extra)  # fmt: skip
+        r = await h.post_webhook(make_payload([alert], group_key=f"g{i}"))
+        assert r.status_code == 200
+    resolved = make_alert("ModelDrift", starts_at=T0 + timedelta(minutes=1), status="resolved",
+                          model="churn", severity="warning", feature="f1")  # fmt: skip
+    assert (await h.post_webhook(make_payload([resolved], group_key="g1"))).json()["events"] == {"resolved": 1}
+
+
+async def _items(h, **params):  # type: ignore[no-untyped-def]
+    r = await h.client.get("/api/v1/alerts", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+async def test_filters(harness) -> None:  # type: ignore[no-untyped-def]
+    await _seed(harness)
+    assert len(await _items(harness)) == 12
+    assert [a["labels"]["feature"] for a in await _items(harness, status="resolved")] == ["f1"]
+    assert len(await _items(harness, alertname="ModelDrift")) == 6
+    assert len(await _items(harness, severity="critical")) == 3
+    assert {a["labels"]["model"] for a in await _items(harness, model="ranker")} == {"ranker"}
+    assert len(await _items(harness, model="ranker")) == 4
+    assert [a["labels"]["feature"] for a in await _items(harness, team="payments")] == ["f5"]
+    assert len(await _items(harness, receiver="alert-receiver")) == 12
+    assert len(await _items(harness, receiver="nobody")) == 0
+    since = await _items(harness, since=(T0 + timedelta(minutes=10)).isoformat())
+    assert sorted(a["labels"]["feature"] for a in since) == ["f10", "f11"]
+    until = await _items(harness, until=(T0 + timedelta(minutes=2)).isoformat())
+    assert sorted(a["labels"]["feature"] for a in until) == ["f0", "f1"]
+
+
+@pytest.mark.parametrize(
+    ("matchers", "expected"),
+    [
+        (["feature=f3"], 1),
+        (['model=~"fraud-.*|churn"'], 8),
+        (["model!=churn"], 8),
+        (['model!~"churn|ranker"'], 4),
+        (['team=""'], 11),
+        (['team!=""'], 1),
+        (["team=~.*"], 12),
+        (['severity="critical"', "model=ranker"], 1),
+        (["nonexistent=~.+"], 0),
+    ],
+)
+async def test_matchers(harness, matchers, expected) -> None:  # type: ignore[no-untyped-def]
+    await _seed(harness)
+    assert len(await _items(harness, matcher=matchers)) == expected
+
+
+async def test_newest_first_and_cursor_pages_cover_everything_once(harness) -> None:  # type: ignore[no-untyped-def]
+    await _seed(harness)
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 5, **({"cursor": cursor} if cursor else {})}
+        body = (await harness.client.get("/api/v1/alerts", params=params)).json()
+        seen += [a["id"] for a in body["items"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == sorted(seen, reverse=True) and len(set(seen)) == 12
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"cursor": "not-a-cursor"}, 400),
+        ({"matcher": "severity=="}, 400),
+        ({"limit": 0}, 422),
+        ({"limit": 501}, 422),
+        ({"status": "pending"}, 422),
+        ({"since": "yesterday"}, 422),
+    ],
+)
+async def test_bad_queries_are_4xx_with_a_reason(harness, params, status) -> None:  # type: ignore[no-untyped-def]
+    r = await harness.client.get("/api/v1/alerts", params=params)
+    assert r.status_code == status
+    assert r.json()["error"]["message"]
+
+
+async def test_alert_detail_has_events_and_receipts(harness) -> None:  # type: ignore[no-untyped-def]
+    await harness.post_webhook(load_payload("service-down-firing"))
+    await harness.post_webhook(load_payload("service-down-resolved"))
+    alert_id = (await _items(harness))[0]["id"]
+    detail = (await harness.client.get(f"/api/v1/alerts/{alert_id}")).json()
+    assert [e["kind"] for e in detail["events"]] == ["firing", "resolved"]
+    assert [r["status"] for r in detail["receipts"]] == ["firing", "resolved"]
+    assert detail["events"][1]["receipt_id"] == detail["receipts"][1]["id"]
+    assert detail["labels"]["job"] == "service-a"
+    missing = await harness.client.get("/api/v1/alerts/999999")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+async def test_receipts_list_flags_duplicates(harness) -> None:  # type: ignore[no-untyped-def]
+    await harness.post_webhook(load_payload("ha-duplicate-peer-a"))
+    await harness.post_webhook(load_payload("ha-duplicate-peer-b"))
+    body = (await harness.client.get("/api/v1/receipts")).json()
+    assert [r["duplicate"] for r in body["items"]] == [True, False]
+    assert body["items"][0]["digest"] == body["items"][1]["digest"]
+    dups = (await harness.client.get("/api/v1/receipts", params={"duplicate": "true"})).json()["items"]
+    assert [r["external_url"] for r in dups] == ["http://127.0.0.1:59215"]  # peer b came second
+
+
+async def test_health_and_readiness(harness) -> None:  # type: ignore[no-untyped-def]
+    assert (await harness.client.get("/healthz")).json() == {"status": "ok"}
+    assert (await harness.client.get("/readyz")).status_code == 200
+
+
+async def test_openapi_documents_the_endpoints(harness) -> None:  # type: ignore[no-untyped-def]
+    spec = (await harness.client.get("/openapi.json")).json()
+    for path in ("/webhook", "/api/v1/alerts", "/api/v1/alerts/{alert_id}", "/api/v1/receipts"):
+        assert path in spec["paths"]
+    body_schema = spec["paths"]["/webhook"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "groupKey" in str(body_schema)
