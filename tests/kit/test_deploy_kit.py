@@ -163,6 +163,9 @@ def test_config_file_is_mounted_and_valid(objects: dict, container: dict, tmp_pa
     # The receiver's own validator, run without any RECEIVER_* variable of this machine.
     (tmp_path / config_path.name).write_text(content, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
-    result = run([sys.executable, "-m", "receiver", "check-config", str(tmp_path / config_path.name)],
-                 cwd=REPO, env=env)
+    result = run(
+        [sys.executable, "-m", "receiver", "check-config", str(tmp_path / config_path.name)],
+        cwd=REPO,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
