@@ -1,13 +1,13 @@
 """The model catalog: which model an alert is about, who owns it, where its dashboard is.
 
-Entries come from the config file's `models:` and from `models_file:`, which is re-read when its
-modification time changes, so owners can be updated without a restart.
+Entries come from the config file's `models:` and from `models_file:`. The file must be valid at start;
+afterwards it is re-read whenever its modification time, size or inode changes (checked with one
+stat() per lookup, so the very next alert sees an edit), and a broken edit keeps the last good entries.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from receiver.config import ModelEntry, read_config_file
 
 log = logging.getLogger(__name__)
 _ENTRIES = TypeAdapter(list[ModelEntry])
-_STAT_EVERY = 1.0  # seconds between checks of models_file, so lookups stay off the disk
+_Signature = tuple[int, int, int]  # (mtime_ns, size, inode): an edit within the mtime tick still shows
 
 
 def load_models_file(path: Path) -> list[ModelEntry]:
@@ -42,44 +42,51 @@ class ModelCatalog:
         self.version_label = version_label
         self._static = list(models)
         self._file = models_file
-        self._file_mtime: float | None = None
-        self._next_stat = 0.0
+        self._file_seen: _Signature | str | None = None  # what the last check saw, so each change logs once
         self._from_file: list[ModelEntry] = []
         self._index: dict[tuple[str, str | None], ModelEntry] = {}
+        if models_file is not None:  # a broken file at start is a config error, like a broken config file
+            self._file_seen = _signature(models_file)
+            self._from_file = load_models_file(models_file)
         self._reindex()
-        self.reload_if_changed(force=True)
 
     @property
     def entries(self) -> list[ModelEntry]:
+        """Every entry: the config file's first, then the models file's (as of now)."""
+        self.reload_if_changed()
         return self._static + self._from_file
 
     def reload_if_changed(self, *, force: bool = False) -> bool:
-        """Re-read models_file when it changed; keep the last good entries if it is broken."""
-        if self._file is None or (not force and time.monotonic() < self._next_stat):
+        """Re-read models_file when it changed; keep the last good entries if it is broken or gone."""
+        if self._file is None:
             return False
-        self._next_stat = time.monotonic() + _STAT_EVERY
         try:
-            mtime = self._file.stat().st_mtime
+            seen: _Signature | str = _signature(self._file)
         except OSError as exc:
-            log.warning("models_file %s is not readable: %s", self._file, exc.strerror)
+            if self._file_seen != "unreadable":
+                log.warning("models_file %s is not readable, keeping the previous catalog: %s", self._file, exc.strerror)
+            self._file_seen = "unreadable"
             return False
-        if mtime == self._file_mtime:
+        if seen == self._file_seen and not force:
             return False
+        self._file_seen = seen
         try:
             self._from_file = load_models_file(self._file)
         except (ValueError, ValidationError) as exc:
             log.error("models_file %s is invalid, keeping the previous catalog: %s", self._file, exc)
             return False
-        self._file_mtime = mtime
         self._reindex()
         log.info("loaded %d models from %s", len(self._from_file), self._file)
         return True
 
     def _reindex(self) -> None:
+        """(name, version) -> first such entry; (name, None) -> the version-less entry, else the first."""
+        entries = self._static + self._from_file
         index: dict[tuple[str, str | None], ModelEntry] = {}
-        for entry in self.entries:
+        for entry in entries:
             index.setdefault((entry.name, entry.version), entry)
-            index.setdefault((entry.name, None), entry)  # any version serves when none matches exactly
+        for entry in entries:  # fallback for other versions, after every version-less entry had its turn
+            index.setdefault((entry.name, None), entry)
         self._index = index
 
     def lookup(self, labels: Mapping[str, str]) -> ModelEntry | None:
@@ -90,3 +97,8 @@ class ModelCatalog:
             return None
         version = labels.get(self.version_label)
         return self._index.get((name, version)) or self._index.get((name, None))
+
+
+def _signature(path: Path) -> _Signature:
+    st = path.stat()
+    return (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from receiver.cli_tools import add_commands
 from receiver.config import Settings, load_settings
 from receiver.logs import configure_logging
 
@@ -86,16 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and print every problem")
     check.add_argument("file")
     check.set_defaults(func=cmd_check_config)
-    _add_optional_commands(sub)
-    return parser
-
-
-def _add_optional_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    try:
-        from receiver.cli_tools import add_commands
-    except ImportError:
-        return
     add_commands(sub)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

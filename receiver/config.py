@@ -9,12 +9,14 @@ so they print as `**********` wherever a setting is shown.
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from receiver.durations import parse_duration
@@ -22,6 +24,50 @@ from receiver.matchers import parse_matcher
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./alert-receiver.db"
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")  # the same rule the Slack notifier applies
+CATALOG_TOKENS = ("owner", "team")
+
+
+# Validators run per list item, so a problem's location names the item: routes[2].matchers[0].
+def _email(value: str) -> str:
+    if not _EMAIL.fullmatch(value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
+def _slack_user(value: str) -> str:
+    if not (_EMAIL.fullmatch(value) or _SLACK_USER_ID.fullmatch(value)):
+        raise ValueError(f"{value!r} is not a Slack user id (U0123ABCD) or an email address")
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an absolute http(s) URL")
+    return value
+
+
+def _matcher(value: str) -> str:
+    parse_matcher(value)
+    return value
+
+
+def _email_recipient(value: str) -> str:
+    return value if value in CATALOG_TOKENS else _email(value)
+
+
+def _slack_recipient(value: str) -> str:
+    return value if value in CATALOG_TOKENS else _slack_user(value)
+
+
+Email = Annotated[str, AfterValidator(_email)]
+SlackUser = Annotated[str, AfterValidator(_slack_user)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+MatcherText = Annotated[str, AfterValidator(_matcher)]
+EmailRecipient = Annotated[str, AfterValidator(_email_recipient)]  # owner, team or an address
+SlackRecipient = Annotated[str, AfterValidator(_slack_recipient)]
 
 
 class _Strict(BaseModel):
@@ -42,11 +88,11 @@ class ModelEntry(_Strict):
 
     name: str
     version: str | None = None
-    owner: str | None = None  # email
+    owner: Email | None = None
     team: str | None = None
-    slack: str | None = None  # Slack user id (U…) or email; defaults to owner
-    emails: list[str] = Field(default_factory=list)
-    runbook_url: str | None = None
+    slack: SlackUser | None = None  # Slack user id (U…) or email; defaults to owner
+    emails: list[Email] = Field(default_factory=list)
+    runbook_url: HttpUrl | None = None
     dashboard: DashboardRef | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -54,34 +100,27 @@ class ModelEntry(_Strict):
 class Recipients(_Strict):
     """Who hears about an alert, per channel. `owner` and `team` resolve through the catalog."""
 
-    slack: list[str] = Field(default_factory=list)
-    email: list[str] = Field(default_factory=list)
+    slack: list[SlackRecipient] = Field(default_factory=list)
+    email: list[EmailRecipient] = Field(default_factory=list)
 
 
 class Route(Recipients):
     """First matching route wins unless `continue` is true."""
 
     name: str = ""
-    matchers: list[str] = Field(default_factory=list)
+    matchers: list[MatcherText] = Field(default_factory=list)
     continue_: bool = Field(default=False, alias="continue")
-
-    @field_validator("matchers")
-    @classmethod
-    def _valid_matchers(cls, value: list[str]) -> list[str]:
-        for text in value:
-            parse_matcher(text)
-        return value
 
 
 class Team(_Strict):
     """A team's contacts, used when a route names `team`."""
 
-    slack: list[str] = Field(default_factory=list)
-    email: list[str] = Field(default_factory=list)
+    slack: list[SlackUser] = Field(default_factory=list)
+    email: list[Email] = Field(default_factory=list)
 
 
 class GrafanaSettings(_Strict):
-    url: str | None = None  # e.g. https://grafana.example.com ; no links are built without it
+    url: HttpUrl | None = None  # e.g. https://grafana.example.com ; no links are built without it
     org_id: int = 1
     datasource_uid: str = "prometheus"
     default_dashboard: DashboardRef | None = None

@@ -6,20 +6,21 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from receiver.api import health, history, webhook
+from receiver.api import health, history, notifications, webhook
 from receiver.api.errors import install_error_handlers
 from receiver.catalog import ModelCatalog
 from receiver.config import Settings
 from receiver.ingest import Ingestor, Preparer, ingest_policy
 from receiver.metrics import Metrics
-from receiver.store import migrate
+from receiver.dispatch import Dispatcher
+from receiver.store import migrate, outbox
 from receiver.store.engine import create_engine, is_sqlite, normalize_url, safe_url
 from receiver.writer import BatchWriter
 
@@ -38,11 +39,15 @@ class ReceiverState:
     ingestor: Ingestor
     metrics: Metrics
     log: logging.Logger = log
-    extras: dict[str, Any] = field(default_factory=dict)
+
+    dispatcher: Dispatcher | None = None
+
+    def wake_dispatcher(self) -> None:
+        """New work is committed: let the in-process dispatcher look now instead of at its next poll."""
+        if self.dispatcher is not None:
+            self.dispatcher.wake.set()
 
     async def refresh_outbox_gauges(self) -> None:
-        from receiver.store import outbox
-
         async with self.engine.connect() as conn:
             depth, oldest = await outbox.pending_stats(conn)
         self.metrics.outbox_depth.set(depth)
@@ -111,12 +116,14 @@ def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Fas
         if settings.webhook_token is None:
             log.warning("RECEIVER_WEBHOOK_TOKEN is not set: anyone who can reach /webhook can post alerts")
         state.writer.start()
-        dispatcher = await _start_dispatcher(state) if dispatch_on else None
+        if dispatch_on:
+            state.dispatcher = Dispatcher.from_settings(state.engine, settings, state.metrics)
+            state.dispatcher.start()
         try:
             yield
         finally:
-            if dispatcher is not None:
-                await dispatcher.stop()
+            if state.dispatcher is not None:
+                await state.dispatcher.stop()
             await state.writer.stop()
             await state.engine.dispose()
 
@@ -130,27 +137,7 @@ def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Fas
     install_error_handlers(app)
     app.include_router(webhook.router)
     app.include_router(history.router)
+    app.include_router(notifications.router)
     app.include_router(health.router)
-    _include_optional_routers(app)
     app.add_middleware(WebhookTimer, metrics=state.metrics)
     return app
-
-
-async def _start_dispatcher(state: ReceiverState) -> Any:
-    try:
-        from receiver.dispatch import Dispatcher
-    except ImportError:  # the dispatcher arrives with the fan-out work
-        return None
-    dispatcher = Dispatcher.from_state(state)
-    state.extras["dispatcher"] = dispatcher
-    dispatcher.start()
-    return dispatcher
-
-
-def _include_optional_routers(app: FastAPI) -> None:
-    for name in ("notifications", "page"):
-        try:
-            module = __import__(f"receiver.api.{name}", fromlist=["router"])
-        except ImportError:
-            continue
-        app.include_router(module.router)

@@ -52,7 +52,7 @@ def alert_out(row: dict[str, Any], cls: type[AlertOut] = AlertOut, **extra: Any)
 
 
 def notification_out(row: dict[str, Any], alert_ids: list[int] | None = None) -> NotificationOut:
-    fields = {k: v for k, v in row.items() if k in NotificationOut.model_fields}
+    fields = {k: v for k, v in row.items() if k in NotificationOut.model_fields and k != "alert_ids"}
     return NotificationOut(**fields, alert_ids=alert_ids or [])
 
 

@@ -66,6 +66,8 @@ async def receive_webhook(request: Request) -> WebhookResult:
     except StorageUnavailable as exc:
         raise ServiceUnavailable("the receipt could not be stored; retry later") from exc
     state.metrics.record_ingest(payload, outcome)
+    if outcome.notification_ids:
+        state.wake_dispatcher()
     return WebhookResult(
         receipt_id=outcome.receipt_id,
         duplicate=outcome.duplicate,

@@ -337,7 +337,7 @@ async def _queue_notifications(
     stmt = notifications.insert().returning(notifications.c.id, sort_by_parameter_order=True)
     notification_ids = list((await conn.execute(stmt, rows)).scalars())
     links = [
-        {"notification_id": nid, "alert_id": ids[key]}
+        {"notification_id": nid, "alert_id": ids[key], "kind": notify[key].value}
         for nid, target in zip(notification_ids, targets, strict=True)
         for key in covered[target]
     ]

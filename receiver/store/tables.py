@@ -168,6 +168,7 @@ notification_alerts = Table(
     metadata,
     Column("notification_id", Id, ForeignKey("notifications.id", ondelete="CASCADE"), primary_key=True),
     Column("alert_id", Id, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(16), nullable=False),  # the alert's event this message reports
     Index(None, "alert_id"),
 )
 

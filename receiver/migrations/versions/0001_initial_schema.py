@@ -204,6 +204,7 @@ def upgrade() -> None:
             name=op.f("fk_notification_alerts_notification_id_notifications"),
             ondelete="CASCADE",
         ),
+        sa.Column("kind", sa.String(length=16), nullable=False),
         sa.PrimaryKeyConstraint("notification_id", "alert_id", name=op.f("pk_notification_alerts")),
     )
     with op.batch_alter_table("notification_alerts", schema=None) as batch_op:
