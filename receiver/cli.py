@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -41,6 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_db(args: argparse.Namespace) -> int:
     from receiver.store import migrate
     from receiver.store.engine import create_engine, safe_url
+    from receiver.store.retention import prune
 
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)
@@ -50,13 +52,18 @@ def cmd_db(args: argparse.Namespace) -> int:
         try:
             if args.action == "upgrade":
                 await migrate.upgrade(engine, args.revision or "head")
-            else:
+            elif args.action == "downgrade":
                 await migrate.downgrade(engine, args.revision or "base")
+            else:
+                result = await prune(engine, now=datetime.now(UTC), retention=settings.retention,
+                                     dedup_window=settings.dedup_window)  # fmt: skip
+                print(f"pruned {result.alerts} alerts, {result.receipts} receipts, {result.claims} dedup claims")
         finally:
             await engine.dispose()
 
     asyncio.run(run())
-    print(f"database {safe_url(settings.database_url)}: {args.action} to {args.revision or 'head'} done")
+    if args.action != "prune":
+        print(f"database {safe_url(settings.database_url)}: {args.action} to {args.revision or 'head'} done")
     return 0
 
 
@@ -79,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database schema migrations")
-    db.add_argument("action", choices=["upgrade", "downgrade"])
+    db.add_argument("action", choices=["upgrade", "downgrade", "prune"], help="prune: apply retention now")
     db.add_argument("revision", nargs="?", help="target revision (default: head for upgrade, base for downgrade)")
     db.add_argument("--config", type=Path)
     db.set_defaults(func=cmd_db)

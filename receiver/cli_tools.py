@@ -18,8 +18,12 @@ SAMPLE_PAYLOAD = {
     "alerts": [
         {
             "status": "firing",
-            "labels": {"alertname": "ServiceDown", "job": "service-a", "instance": "service-a:8080",
-                       "severity": "critical"},  # fmt: skip
+            "labels": {
+                "alertname": "ServiceDown",
+                "job": "service-a",
+                "instance": "service-a:8080",
+                "severity": "critical",
+            },  # fmt: skip
             "annotations": {
                 "summary": "service-a is down (test alert from alert-receiver send-test)",
                 "description": "Prometheus could not scrape service-a for 5 minutes.",
@@ -80,8 +84,16 @@ def cmd_render(args: argparse.Namespace) -> int:
     per_target: dict[tuple[str, str], list[dict]] = {}
     for item in incoming.alerts:
         a = item.alert
-        row = {"labels": a.labels, "annotations": a.annotations, "status": a.status, "event": a.status,
-               "starts_at": a.starts_at, "ends_at": a.ends_at, "links": item.links, "model_info": item.model_info}  # fmt: skip
+        row = {
+            "labels": a.labels,
+            "annotations": a.annotations,
+            "status": a.status,
+            "event": a.status,
+            "starts_at": a.starts_at,
+            "ends_at": a.ends_at,
+            "links": item.links,
+            "model_info": item.model_info,
+        }
         for target in item.recipients:
             per_target.setdefault(target, []).append(row)
     renderer = Renderer(settings.templates_dir)

@@ -181,7 +181,9 @@ class Dispatcher:
         now = datetime.now(UTC)
         error = exc.detail or exc.reason
         async with self.engine.begin() as conn:
-            retry_at = next_attempt(row["attempts"], exc, self.policy, now=now, rng=self._rng) if exc.retryable else None
+            retry_at = (
+                next_attempt(row["attempts"], exc, self.policy, now=now, rng=self._rng) if exc.retryable else None
+            )
             if retry_at is not None and not gives_up(row["created_at"], retry_at, self.policy):
                 await outbox.mark_retry(conn, row["id"], next_attempt_at=retry_at, reason=exc.reason, error=error)
                 result = "retry"

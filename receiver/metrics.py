@@ -15,14 +15,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.webhooks = Counter(
-            "receiver_webhooks_total", "Webhook requests by outcome", ["outcome"], registry=r
-        )
+        self.webhooks = Counter("receiver_webhooks_total", "Webhook requests by outcome", ["outcome"], registry=r)
         self.alerts = Counter("receiver_alerts_ingested_total", "Alerts in accepted webhooks", registry=r)
         self.events = Counter("receiver_alert_events_total", "Alert state changes recorded", ["kind"], registry=r)
-        self.duplicates = Counter(
-            "receiver_duplicate_receipts_total", "Webhooks recognised as duplicates", registry=r
-        )
+        self.duplicates = Counter("receiver_duplicate_receipts_total", "Webhooks recognised as duplicates", registry=r)
         self.webhook_latency = Histogram(
             "receiver_webhook_duration_seconds",
             "Time to answer POST /webhook",

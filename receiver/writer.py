@@ -19,7 +19,6 @@ from receiver.store.ingest import IncomingReceipt, IngestOutcome, IngestPolicy, 
 log = logging.getLogger(__name__)
 
 
-
 class StorageUnavailable(Exception):
     """The receipt could not be committed; Alertmanager should retry (HTTP 503)."""
 

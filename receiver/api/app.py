@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -17,9 +18,10 @@ from receiver.api import health, history, notifications, webhook
 from receiver.api.errors import install_error_handlers
 from receiver.catalog import ModelCatalog
 from receiver.config import Settings
-from receiver.ingest import Ingestor, Preparer, ingest_policy
-from receiver.metrics import Metrics
 from receiver.dispatch import Dispatcher
+from receiver.ingest import Ingestor, Preparer, ingest_policy
+from receiver.maintenance import retention_loop
+from receiver.metrics import Metrics
 from receiver.store import migrate, outbox
 from receiver.store.engine import create_engine, is_sqlite, normalize_url, safe_url
 from receiver.writer import BatchWriter
@@ -119,9 +121,12 @@ def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Fas
         if dispatch_on:
             state.dispatcher = Dispatcher.from_settings(state.engine, settings, state.metrics)
             state.dispatcher.start()
+        pruning = asyncio.create_task(retention_loop(state.engine, settings), name="retention")
         try:
             yield
         finally:
+            pruning.cancel()
+            await asyncio.gather(pruning, return_exceptions=True)
             if state.dispatcher is not None:
                 await state.dispatcher.stop()
             await state.writer.stop()

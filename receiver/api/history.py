@@ -67,7 +67,9 @@ async def list_alerts(
     receiver: str | None = None,
     since: datetime | None = Query(None, description="startsAt at or after (RFC 3339)"),
     until: datetime | None = Query(None, description="startsAt before (RFC 3339)"),
-    matcher: list[str] = Query(default=[], description='Alertmanager matcher, repeatable: severity=~"warning|critical"'),
+    matcher: list[str] = Query(
+        default=[], description='Alertmanager matcher, repeatable: severity=~"warning|critical"'
+    ),
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
 ) -> Page[AlertOut]:

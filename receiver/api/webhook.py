@@ -6,7 +6,13 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from receiver.api.auth import require_token
-from receiver.api.errors import InvalidJson, InvalidPayload, PayloadTooLarge, ServiceUnavailable, validation_details
+from receiver.api.errors import (
+    InvalidJson,
+    InvalidPayload,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    validation_details,
+)
 from receiver.schemas import WebhookPayload, WebhookResult
 from receiver.writer import StorageUnavailable
 

@@ -267,7 +267,6 @@ async def _resolve(
             {"b_id": alert_id, "b_ends": item.alert.ends_at, "b_ann": item.alert.annotations, "b_links": item.links}
         )
     if details:
-
         stmt = (
             update(alerts)
             .where(alerts.c.id == bindparam("b_id"))

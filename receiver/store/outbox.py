@@ -98,7 +98,9 @@ async def thread_parent(conn: AsyncConnection, row: dict[str, Any]) -> dict[str,
     return dict(found._mapping) if found else None
 
 
-async def mark_sent(conn: AsyncConnection, notification_id: int, *, provider_ref: dict[str, str], now: datetime) -> None:
+async def mark_sent(
+    conn: AsyncConnection, notification_id: int, *, provider_ref: dict[str, str], now: datetime
+) -> None:
     await conn.execute(
         update(notifications)
         .where(notifications.c.id == notification_id, notifications.c.status == "pending")
@@ -160,7 +162,9 @@ async def list_notifications(
     conds = [n.c[name] == getattr(f, name) for name in ("status", "channel", "recipient") if getattr(f, name)]
     if f.alert_id is not None:
         conds.append(
-            exists().where(notification_alerts.c.notification_id == n.c.id, notification_alerts.c.alert_id == f.alert_id)
+            exists().where(
+                notification_alerts.c.notification_id == n.c.id, notification_alerts.c.alert_id == f.alert_id
+            )
         )
     if before_id is not None:
         conds.append(n.c.id < before_id)
