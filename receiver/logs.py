@@ -35,3 +35,5 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # aiosqlite logs every cursor call at DEBUG: hundreds of lines per webhook that hide ours.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))
