@@ -54,7 +54,7 @@ def make_payload(alerts: list[dict[str, Any]], *, group_key: str = '{}:{alertnam
         "receiver": "alert-receiver",
         "status": status,
         "alerts": copy.deepcopy(alerts),
-        "groupLabels": {"alertname": alerts[0]["labels"]["alertname"]},
+        "groupLabels": {"alertname": alerts[0]["labels"].get("alertname", "")},
         "commonLabels": {},
         "commonAnnotations": {},
         "externalURL": "http://alertmanager.monitoring:9093",

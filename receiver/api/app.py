@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from receiver.api import health, history, notifications, webhook
+from receiver.api import health, history, notifications, page, webhook
 from receiver.api.errors import install_error_handlers
 from receiver.catalog import ModelCatalog
 from receiver.config import Settings
@@ -144,5 +144,21 @@ def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Fas
     app.include_router(history.router)
     app.include_router(notifications.router)
     app.include_router(health.router)
+    app.include_router(page.router)
     app.add_middleware(WebhookTimer, metrics=state.metrics)
+    _add_payload_components(app)
     return app
+
+
+def _add_payload_components(app: FastAPI) -> None:
+    """Publish the webhook payload's nested models under components/schemas, where its $refs point."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(webhook.PAYLOAD_COMPONENTS)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

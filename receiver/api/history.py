@@ -5,15 +5,19 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from receiver.api.auth import require_token
 from receiver.api.errors import InvalidQuery, NotFound
 from receiver.matchers import parse_matcher
 from receiver.schemas import AlertDetail, AlertOut, NotificationOut, Page, ReceiptOut
 from receiver.store import history
+
+# Ids are 64-bit in the database; a larger number is a 422, not a driver overflow.
+MAX_ID = 2**63 - 1
+AlertId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def api_auth(request: Request) -> None:
@@ -38,9 +42,10 @@ def decode_cursor(kind: str, cursor: str | None) -> int | None:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, value = text.partition(":")
-        if prefix != kind:
+        last_id = int(value)
+        if prefix != kind or not 0 < last_id <= MAX_ID:
             raise ValueError
-        return int(value)
+        return last_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidQuery(f"cursor {cursor!r} is not a cursor from this endpoint") from None
 
@@ -87,7 +92,7 @@ async def list_alerts(
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertDetail, summary="One alert with events, receipts, notifications")
-async def get_alert(request: Request, alert_id: int) -> AlertDetail:
+async def get_alert(request: Request, alert_id: AlertId) -> AlertDetail:
     async with request.app.state.receiver.engine.connect() as conn:
         row = await history.get_alert(conn, alert_id)
     if row is None:

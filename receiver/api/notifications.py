@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from receiver.api.errors import ApiError, NotFound
-from receiver.api.history import api_auth, decode_cursor, encode_cursor, notification_out
+from receiver.api.history import MAX_ID, api_auth, decode_cursor, encode_cursor, notification_out
 from receiver.schemas import NotificationOut, Page
 from receiver.store import outbox
 
@@ -25,7 +25,7 @@ async def list_notifications(
     status: Literal["pending", "sent", "failed"] | None = None,
     channel: Literal["slack", "email", "log"] | None = None,
     recipient: str | None = None,
-    alert_id: int | None = None,
+    alert_id: int | None = Query(None, ge=1, le=MAX_ID),
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
 ) -> Page[NotificationOut]:
@@ -42,7 +42,9 @@ async def list_notifications(
     summary="Re-queue a failed notification",
     responses={404: {}, 409: {}},
 )
-async def retry_notification(request: Request, notification_id: int) -> NotificationOut:
+async def retry_notification(
+    request: Request, notification_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+) -> NotificationOut:
     state = request.app.state.receiver
     async with state.engine.begin() as conn:
         requeued = await outbox.requeue_failed(conn, notification_id, now=datetime.now(UTC))

@@ -104,12 +104,12 @@ def _check_token(request: Request) -> HTMLResponse | None:
         api_auth(request)
     except Unauthorized as exc:
         challenge = {"WWW-Authenticate": 'Basic realm="alert-receiver", charset="UTF-8"'}
-        return _render(request, "error.html.j2", 401, challenge, title="Sign in required", message=exc.message)
+        return _render(request, "base.html.j2", 401, challenge, title="Sign in required", message=exc.message)
     return None
 
 
 def _error(request: Request, status: int, title: str, message: str, **ctx: Any) -> HTMLResponse:
-    return _render(request, "error.html.j2", status, title=title, message=message, **ctx)
+    return _render(request, "base.html.j2", status, title=title, message=message, **ctx)
 
 
 def _one(request: Request, name: str) -> str | None:

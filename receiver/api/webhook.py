@@ -18,10 +18,14 @@ from receiver.writer import StorageUnavailable
 
 router = APIRouter()
 
-_PAYLOAD_SCHEMA = {
+# The body is read and validated by hand (size limit first, our error format), so FastAPI does not
+# see a body parameter; the schema is declared here, with its nested models as OpenAPI components.
+PAYLOAD_SCHEMA = WebhookPayload.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+PAYLOAD_COMPONENTS = PAYLOAD_SCHEMA.pop("$defs", {})
+_PAYLOAD_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": WebhookPayload.model_json_schema(by_alias=True)}},
+        "content": {"application/json": {"schema": PAYLOAD_SCHEMA}},
     }
 }
 
@@ -59,7 +63,7 @@ def parse_payload(body: bytes) -> WebhookPayload:
     response_model=WebhookResult,
     summary="Receive an Alertmanager webhook (version 4)",
     description="Answers 200 once the receipt and its alerts are committed; 503 when storage cannot take it.",
-    openapi_extra=_PAYLOAD_SCHEMA,
+    openapi_extra=_PAYLOAD_BODY,
     responses={400: {}, 401: {}, 413: {}, 422: {}, 503: {}},
 )
 async def receive_webhook(request: Request) -> WebhookResult:

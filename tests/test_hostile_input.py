@@ -1,0 +1,111 @@
+"""Hostile input: schemathesis against our OpenAPI schema, generated payloads, extreme sizes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support import load_payload, make_alert, make_payload, receiver_env, running_receiver
+
+
+def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
+    """Every operation in /openapi.json, fuzzed; a 5xx or a crash fails the test."""
+    cli = shutil.which("schemathesis", path=os.path.dirname(sys.executable)) or shutil.which("schemathesis")
+    if cli is None:
+        pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
+    with running_receiver(env=receiver_env(), cwd=tmp_path) as (base, proc):
+        # Give the fuzzer something to find: a few alerts and notifications.
+        import httpx
+
+        for name in ("service-down-firing", "ha-duplicate-peer-a", "drift-one-resolved"):
+            httpx.post(f"{base}/webhook", json=load_payload(name))
+        run = subprocess.run(
+            [cli, "run", f"{base}/openapi.json", "--checks", "not_a_server_error", "--max-examples", "40",
+             "--seed", "20261129", "--no-color"],  # fmt: skip
+            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.poll() is None, "the receiver died under fuzzing"
+    summary = run.stdout[-3000:]
+    assert run.returncode == 0, summary
+    assert "Tested: " in summary and "passed" in summary
+
+
+hostile_text = st.text(st.characters(codec="utf-8"), max_size=200)
+label_maps = st.dictionaries(st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,20}", fullmatch=True), hostile_text, max_size=8)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | hostile_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(hostile_text, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    labels=label_maps,
+    annotations=label_maps,
+    junk=json_values,
+    field=st.sampled_from(["labels", "annotations", "startsAt", "endsAt", "status", "fingerprint", "generatorURL"]),
+)
+def test_generated_payloads_get_2xx_or_4xx_never_5xx(client_factory, labels, annotations, junk, field) -> None:  # type: ignore[no-untyped-def]
+    base = make_payload([make_alert(model="m")])
+    alert = base["alerts"][0]
+    alert["labels"].update(labels)
+    alert["annotations"] = annotations
+    broken = json.loads(json.dumps(base))
+    broken["alerts"][0][field] = junk
+    client = client_factory()
+    for payload in (base, broken):
+        r = client.post("/webhook", json=payload)
+        assert r.status_code in (200, 400, 413, 422), r.text
+        assert "error" in r.json() or r.status_code == 200
+
+
+@pytest.fixture(scope="module")
+def client_factory(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A real receiver process shared by the generated examples (each example posts twice)."""
+    import httpx
+
+    cwd = tmp_path_factory.mktemp("hostile")
+    with running_receiver(env=receiver_env(), cwd=cwd) as (base, proc):
+        client = httpx.Client(base_url=base, timeout=30)
+        yield lambda: client
+        client.close()
+        assert proc.poll() is None, "the receiver died"
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "status"),
+    [
+        ("deep nesting", b'{"a":' * 50_000 + b"1" + b"}" * 50_000, 400),
+        ("invalid utf-8 in a label", json.dumps(load_payload("service-down-firing")).encode().replace(b"service-a", b"serv\xc3\x28ice"), 400),
+        ("a NUL and controls in values", json.dumps(make_payload([make_alert(model="m\u0000\u0007\u001b[31m")])).encode(), 200),
+        ("a 1 MiB label value", json.dumps(make_payload([make_alert(model="x" * (1 << 20))])).encode(), 200),
+        ("numbers as labels", json.dumps(make_payload([dict(make_alert(), labels={"alertname": "X", "a": 1})])).encode(), 422),
+    ],
+)
+def test_extreme_bodies_get_clear_answers(client_factory, name: str, body: bytes, status: int) -> None:  # type: ignore[no-untyped-def]
+    r = client_factory().post("/webhook", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == status, f"{name}: {r.text[:300]}"
+    if status != 200:
+        assert r.json()["error"]["message"]
+
+
+def test_ten_thousand_alerts_in_one_payload(client_factory) -> None:  # type: ignore[no-untyped-def]
+    alerts = [make_alert(model=f"m{i % 100}", feature=f"f{i}") for i in range(10_000)]
+    payload = make_payload(alerts, group_key="storm")
+    body = json.dumps(payload).encode()
+    assert len(body) < 5 * 1024 * 1024  # under the default limit, so it must be accepted whole
+    client = client_factory()
+    r = client.post("/webhook", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text[:500]
+    assert r.json()["events"] == {"firing": 10_000}
+    stored = client.get("/api/v1/alerts", params={"matcher": "feature=f9999"}).json()["items"]
+    assert len(stored) == 1
