@@ -1,0 +1,70 @@
+"""Metrics, JSON logs with receipt and notification ids, and retention."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from receiver.logs import JsonFormatter
+from receiver.store.retention import prune
+from tests.delivery import dispatcher_for
+from tests.support import load_payload, make_alert, make_payload
+
+
+def _samples(text: str) -> dict[tuple[str, tuple], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            found[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return found
+
+
+async def test_metrics_count_what_happened(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(models=[{"name": "fraud-detector", "owner": "alice@example.com"}])
+    async with start_app(settings) as h:
+        await h.post_webhook(load_payload("ha-duplicate-peer-a"))
+        await h.post_webhook(load_payload("ha-duplicate-peer-b"))
+        await h.post_webhook(make_payload([make_alert(model="not-in-catalog")]))
+        await h.client.post("/webhook", content=b"{bad")
+        before = _samples((await h.client.get("/metrics")).text)
+        await dispatcher_for(h).run_once()
+        after = _samples((await h.client.get("/metrics")).text)
+    assert before[("receiver_webhooks_total", (("outcome", "stored"),))] == 2
+    assert before[("receiver_webhooks_total", (("outcome", "duplicate"),))] == 1
+    assert before[("receiver_webhooks_total", (("outcome", "400"),))] == 1
+    assert before[("receiver_duplicate_receipts_total", ())] == 1
+    assert before[("receiver_alert_events_total", (("kind", "firing"),))] == 4
+    assert before[("receiver_catalog_misses_total", ())] == 1
+    assert before[("receiver_outbox_pending", ())] == 3  # alice on slack+email, the unrouted alert on log
+    assert before[("receiver_webhook_duration_seconds_count", ())] == 4
+    assert after[("receiver_outbox_pending", ())] == 0
+    sent = {k: v for k, v in after.items() if k[0] == "receiver_notifications_total"}
+    assert sum(sent.values()) == 3
+
+
+async def test_json_logs_carry_receipt_and_notification_ids(harness, caplog) -> None:  # type: ignore[no-untyped-def]
+    with caplog.at_level(logging.INFO):
+        receipt_id = (await harness.post_webhook(load_payload("service-down-firing"))).json()["receipt_id"]
+        await dispatcher_for(harness).run_once()
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records]
+    assert any(line.get("receipt_id") == receipt_id and "stored" in line["msg"] for line in lines)
+    assert any("notification_id" in line and "sent" in line["msg"] for line in lines)
+
+
+async def test_retention_prunes_old_history_only(harness) -> None:  # type: ignore[no-untyped-def]
+    await harness.post_webhook(load_payload("service-down-firing"))
+    await harness.post_webhook(load_payload("ha-duplicate-peer-a"))
+    await dispatcher_for(harness).run_once()  # nothing pending holds the receipts back
+    engine = harness.state.engine
+    later = datetime.now(UTC) + timedelta(days=91)
+    kept = await prune(engine, now=datetime.now(UTC), retention=timedelta(days=90), dedup_window=timedelta(minutes=10))
+    assert (kept.alerts, kept.receipts) == (0, 0)
+    gone = await prune(engine, now=later, retention=timedelta(days=90), dedup_window=timedelta(minutes=10))
+    assert (gone.alerts, gone.receipts, gone.claims) == (4, 2, 2)
+    for table in ("alerts", "alert_labels", "events", "receipt_alerts", "notifications", "notification_alerts"):
+        assert await harness.scalar(f"SELECT count(*) FROM {table}") == 0, table
+    # The same payload is new again after its claim expired.
+    assert (await harness.post_webhook(load_payload("service-down-firing"))).json()["duplicate"] is False
