@@ -31,6 +31,7 @@ DEFAULT_USERS = {"alice@example.com": "UALICE01", "bob@example.com": "UBOB0002"}
 
 Params = dict[str, Any]
 _DISCONNECT = 0  # a _Fault status meaning "close the connection instead of answering"
+_STALL = 1  # a _Fault status meaning "wait retry_after seconds, then answer normally if the client is still there"
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,11 @@ class FakeSlackApi:
         """Drop the connection without answering (the client sees ServerDisconnectedError)."""
         self.fail_next(method, times, status=_DISCONNECT)
 
+    def stall_next(self, method: str | None = None, seconds: int = 5, times: int = 1) -> None:
+        """Hold the next calls for `seconds` before answering; a client gone by then leaves no trace
+        (as if its request never completed), which is how a receiver killed mid-send looks to Slack."""
+        self.fail_next(method, times, status=_STALL, retry_after=seconds)
+
     @property
     def calls(self) -> list[Call]:
         with self._lock:
@@ -180,6 +186,12 @@ class FakeSlackApi:
             self._calls.append(Call(method, params))
             fault = self._take_fault(method)
             if fault is None:
+                return self._answer(request.headers.get("Authorization"), method, params)
+        if fault.status == _STALL:
+            await asyncio.sleep(fault.retry_after or 0)
+            if request.transport is None or request.transport.is_closing():
+                raise asyncio.CancelledError
+            with self._lock:
                 return self._answer(request.headers.get("Authorization"), method, params)
         if fault.status == _DISCONNECT:
             assert request.transport is not None
