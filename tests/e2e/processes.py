@@ -189,15 +189,21 @@ class Alertmanager:
         return httpx.get(f"{self.url}/api/v2/alerts", timeout=5).json()
 
     def webhook_counts(self) -> dict[str, float]:
-        """Its own notification counters for the webhook integration: total and failed attempts."""
-        counts = {"total": 0.0, "failed": 0.0}
+        """Its own counters for the webhook integration.
+
+        notifications / failed: flushes of a group (one per send decision, retries included in one);
+        requests / failed_requests: HTTP attempts, each retry counted.
+        """
+        names = {
+            "alertmanager_notifications_total": "notifications",
+            "alertmanager_notifications_failed_total": "failed",
+            "alertmanager_notification_requests_total": "requests",
+            "alertmanager_notification_requests_failed_total": "failed_requests",
+        }
+        counts = dict.fromkeys(names.values(), 0.0)
         for name, labels, value in _metric_samples(f"{self.url}/metrics"):
-            if labels.get("integration") != "webhook":
-                continue
-            if name == "alertmanager_notifications_total":
-                counts["total"] += value
-            elif name == "alertmanager_notifications_failed_total":
-                counts["failed"] += value
+            if labels.get("integration") == "webhook" and name in names:
+                counts[names[name]] += value
         return counts
 
 
@@ -411,7 +417,9 @@ class ReceiverProcess:
             wait_ready(f"{self.url}/healthz", self.proc, timeout=_READY_TIMEOUT)
         except (RuntimeError, TimeoutError) as exc:
             self.stop()
-            raise RuntimeError(f"receiver did not start: {exc}\n--- {self.log_path} ---\n{_tail(self.log_path)}") from None
+            raise RuntimeError(
+                f"receiver did not start: {exc}\n--- {self.log_path} ---\n{_tail(self.log_path)}"
+            ) from None
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM), like a rolling restart; SIGKILL only if it hangs."""
