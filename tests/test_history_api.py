@@ -119,6 +119,9 @@ async def test_receipts_list_flags_duplicates(harness) -> None:  # type: ignore[
     body = (await harness.client.get("/api/v1/receipts")).json()
     assert [r["duplicate"] for r in body["items"]] == [True, False]
     assert body["items"][0]["digest"] == body["items"][1]["digest"]
+    alert_id = (await harness.client.get("/api/v1/alerts")).json()["items"][0]["id"]
+    carried = (await harness.client.get(f"/api/v1/alerts/{alert_id}")).json()["receipts"]
+    assert [r["duplicate"] for r in carried] == [False, True]  # the HA peer's copy carried it too
     dups = (await harness.client.get("/api/v1/receipts", params={"duplicate": "true"})).json()["items"]
     assert [r["external_url"] for r in dups] == ["http://127.0.0.1:59215"]  # peer b came second
 

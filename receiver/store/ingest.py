@@ -85,13 +85,16 @@ async def store_receipt(
     fresh = await _claim_digest(conn, incoming.digest, now=now, window=policy.window)
     receipt_id = await _insert_receipt(conn, incoming, now=now, duplicate=not fresh)
     outcome = IngestOutcome(receipt_id=receipt_id, duplicate=not fresh)
-    if not fresh:
-        return outcome
     by_key = {item.alert.key: item for item in incoming.alerts}  # a repeated alert counts once
+    if not fresh:
+        # Nothing changes, but the alerts' history shows this delivery too (HA peers, retries).
+        known = await _load_states(conn, list(by_key))
+        await _link_receipt(conn, receipt_id, [alert_id for alert_id, _ in known.values()])
+        return outcome
     ids, new_keys = await _insert_new_alerts(conn, incoming.payload, by_key, now=now)
     changes = await _apply_transitions(conn, by_key, ids, new_keys, now=now, window=policy.window)
     outcome.alert_ids = list(ids.values())
-    await _insert_rows(conn, receipt_alerts, [{"receipt_id": receipt_id, "alert_id": i} for i in ids.values()])
+    await _link_receipt(conn, receipt_id, list(ids.values()))
     await _insert_rows(
         conn,
         events,
@@ -106,6 +109,10 @@ async def store_receipt(
         conn, incoming.payload, receipt_id, by_key, ids, notify, now=now
     )
     return outcome
+
+
+async def _link_receipt(conn: AsyncConnection, receipt_id: int, alert_ids: list[int]) -> None:
+    await _insert_rows(conn, receipt_alerts, [{"receipt_id": receipt_id, "alert_id": i} for i in alert_ids])
 
 
 async def _claim_digest(conn: AsyncConnection, digest: str, *, now: datetime, window: timedelta) -> bool:
