@@ -11,9 +11,10 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from receiver.config import ModelEntry, read_config_file
+from receiver.config import ModelEntry
 
 log = logging.getLogger(__name__)
 _ENTRIES = TypeAdapter(list[ModelEntry])
@@ -22,9 +23,19 @@ _Signature = tuple[int, int, int]  # (mtime_ns, size, inode): an edit within the
 
 def load_models_file(path: Path) -> list[ModelEntry]:
     """Read a models file: a YAML list of entries, or a mapping with a `models:` list."""
-    data = read_config_file(path)
-    raw = data.get("models", []) if isinstance(data, dict) else data
-    return _ENTRIES.validate_python(raw)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read models file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: invalid YAML: {exc}") from None
+    if isinstance(data, dict) and set(data) <= {"models"}:
+        data = data.get("models")
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of models, or a mapping with only a `models:` list")
+    return _ENTRIES.validate_python(data)
 
 
 class ModelCatalog:
@@ -46,7 +57,10 @@ class ModelCatalog:
         self._from_file: list[ModelEntry] = []
         self._index: dict[tuple[str, str | None], ModelEntry] = {}
         if models_file is not None:  # a broken file at start is a config error, like a broken config file
-            self._file_seen = _signature(models_file)
+            try:
+                self._file_seen = _signature(models_file)
+            except OSError as exc:
+                raise ValueError(f"cannot read models file {models_file}: {exc.strerror}") from None
             self._from_file = load_models_file(models_file)
         self._reindex()
 
@@ -64,7 +78,7 @@ class ModelCatalog:
             seen: _Signature | str = _signature(self._file)
         except OSError as exc:
             if self._file_seen != "unreadable":
-                log.warning("models_file %s is not readable, keeping the previous catalog: %s", self._file, exc.strerror)
+                log.warning("models_file %s is unreadable, keeping the last catalog: %s", self._file, exc.strerror)
             self._file_seen = "unreadable"
             return False
         if seen == self._file_seen and not force:

@@ -18,7 +18,7 @@ from receiver.schemas import WebhookAlert
 
 def is_http_url(url: str | None) -> bool:
     """Only http(s) links are ever emitted: no javascript:, data: or relative surprises."""
-    if not url:
+    if not url or any(ch.isspace() or ord(ch) < 32 for ch in url):  # urlsplit would strip them silently
         return False
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
@@ -57,7 +57,8 @@ def dashboard_link(
         if value:
             params.append((f"var-{var}", value))
     path = f"/d/{quote(dashboard.uid, safe='')}/{quote(dashboard.slug, safe='')}".rstrip("/")
-    return f"{grafana.url.rstrip('/')}{path}?{urlencode(params)}"  # type: ignore[union-attr]
+    # quote (%20), not quote_plus (+): a + is a space only to form decoders; %20 is one to every decoder.
+    return f"{grafana.url.rstrip('/')}{path}?{urlencode(params, quote_via=quote)}"  # type: ignore[union-attr]
 
 
 def _fill(source: str, labels: Mapping[str, str]) -> str:
@@ -88,7 +89,7 @@ def explore_link(alert: WebhookAlert, grafana: GrafanaSettings) -> str | None:
         "range": {"from": start, "to": end},
     }
     panes = json.dumps({"a1b": pane}, separators=(",", ":"))
-    query = urlencode({"schemaVersion": "1", "orgId": str(grafana.org_id), "panes": panes})
+    query = urlencode({"schemaVersion": "1", "orgId": str(grafana.org_id), "panes": panes}, quote_via=quote)
     return f"{grafana.url.rstrip('/')}/explore?{query}"  # type: ignore[union-attr]
 
 
@@ -120,5 +121,6 @@ def build_links(
             links["dashboard"] = dashboard_link(alert, dashboard, grafana, model_label)
         links["explore"] = explore_link(alert, grafana)
     links["silence"] = silence_link(alert, external_url)
-    links["runbook"] = (entry.runbook_url if entry else None) or alert.annotations.get("runbook_url")
+    runbooks = [entry.runbook_url if entry else None, alert.annotations.get("runbook_url")]
+    links["runbook"] = next((url for url in runbooks if is_http_url(url)), None)  # catalog first
     return {name: url for name, url in links.items() if url and is_http_url(url)}

@@ -1,7 +1,9 @@
 """Who hears about an alert: Alertmanager-style matchers over labels, resolved through the catalog.
 
 A pure function of (labels, catalog entry, routes): routes are tried in order, the first match wins
-unless it says `continue: true`, and the default route applies when none matched.
+unless it says `continue: true`, and the default route applies when none matched, or when the routes
+that matched name nobody this alert resolves to (`owner` of a model missing from the catalog), so such
+an alert still reaches someone. `team` is the catalog entry's team, else the alert's `team` label.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def matching_routes(routes: Sequence[CompiledRoute], labels: Mapping[str, str]) 
     return taken
 
 
-def resolve(token: str, channel: str, entry: ModelEntry | None, teams: Mapping[str, Team]) -> list[str]:
+def resolve(token: str, channel: str, entry: ModelEntry | None, team: Team | None) -> list[str]:
     """Turn `owner`, `team` or a literal address into concrete recipients for one channel."""
     if token == "owner":
         if entry is None:
@@ -53,9 +55,18 @@ def resolve(token: str, channel: str, entry: ModelEntry | None, teams: Mapping[s
             return [entry.slack or entry.owner] if (entry.slack or entry.owner) else []
         return [a for a in [entry.owner, *entry.emails] if a]
     if token == "team":
-        team = teams.get(entry.team) if entry and entry.team else None
         return list(getattr(team, channel)) if team else []
     return [token]
+
+
+def _addresses(taken: Sequence[Recipients], entry: ModelEntry | None, team: Team | None) -> tuple[tuple[str, str], ...]:
+    found: dict[tuple[str, str], None] = {}
+    for recipients in taken:
+        for channel in CHANNELS:
+            for token in getattr(recipients, channel):
+                for address in resolve(token, channel, entry, team):
+                    found[(channel, address)] = None
+    return tuple(found)
 
 
 def recipients_for(
@@ -66,11 +77,8 @@ def recipients_for(
     teams: Mapping[str, Team],
 ) -> tuple[tuple[str, str], ...]:
     """Ordered, de-duplicated (channel, recipient) pairs for one alert."""
-    taken = [r.recipients for r in matching_routes(routes, labels)] or [default]
-    found: dict[tuple[str, str], None] = {}
-    for recipients in taken:
-        for channel in CHANNELS:
-            for token in getattr(recipients, channel):
-                for address in resolve(token, channel, entry, teams):
-                    found[(channel, address)] = None
-    return tuple(found) or (UNROUTED,)
+    team_name = (entry.team if entry else None) or labels.get("team")
+    team = teams.get(team_name) if team_name else None
+    taken = [r.recipients for r in matching_routes(routes, labels)]
+    found = _addresses(taken, entry, team) if taken else ()
+    return found or _addresses([default], entry, team) or (UNROUTED,)
