@@ -51,7 +51,7 @@ _READY_TIMEOUT = 60.0
 def find_tool(kind: str) -> str | None:
     names, _ = _TOOLS[kind]
     for name in names:
-        found = shutil.which(name) or shutil.which(name, path="/usr/bin:/usr/local/bin:/usr/sbin")
+        found = shutil.which(name)
         if found:
             return found
     return None

@@ -132,6 +132,8 @@ def test_service_a_down_pages_admin_once_then_resolves_in_the_same_thread(
     resolved_dm, resolved_mail = dms[1], mails[1]
     assert "RESOLVED" in (resolved_dm.text or "")
     assert resolved_dm.thread_ts == firing_dm.ts
+    # ... and the firing DM itself is rewritten once to show the resolution
+    assert [(u["channel"], u["ts"]) for u in slack_fake.updates] == [(ADMIN_DM, firing_dm.ts)]
     assert resolved_mail.rcpt_tos == [ADMIN_EMAIL]
     assert "RESOLVED" in resolved_mail.message["Subject"]
     assert resolved_mail.message["In-Reply-To"] == firing_mail.message["Message-ID"]
