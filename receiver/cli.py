@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from receiver.api.errors import format_loc
 from receiver.cli_tools import add_commands
 from receiver.config import Settings, load_settings
 from receiver.logs import configure_logging
@@ -55,8 +56,9 @@ def cmd_db(args: argparse.Namespace) -> int:
             elif args.action == "downgrade":
                 await migrate.downgrade(engine, args.revision or "base")
             else:
-                result = await prune(engine, now=datetime.now(UTC), retention=settings.retention,
-                                     dedup_window=settings.dedup_window)  # fmt: skip
+                result = await prune(
+                    engine, now=datetime.now(UTC), retention=settings.retention, dedup_window=settings.dedup_window
+                )
                 print(f"pruned {result.alerts} alerts, {result.receipts} receipts, {result.claims} dedup claims")
         finally:
             await engine.dispose()
@@ -102,7 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, ValidationError) as exc:
+    except ValidationError as exc:
+        print(f"alert-receiver: invalid configuration ({len(exc.errors())} problem(s)):", file=sys.stderr)
+        for error in exc.errors():
+            print(f"  {format_loc(tuple(error['loc']))}: {error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"alert-receiver: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

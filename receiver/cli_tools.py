@@ -23,7 +23,7 @@ SAMPLE_PAYLOAD = {
                 "job": "service-a",
                 "instance": "service-a:8080",
                 "severity": "critical",
-            },  # fmt: skip
+            },
             "annotations": {
                 "summary": "service-a is down (test alert from alert-receiver send-test)",
                 "description": "Prometheus could not scrape service-a for 5 minutes.",
@@ -78,8 +78,12 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     payload = parse_payload(Path(args.payload).read_bytes())
-    catalog = ModelCatalog(settings.models, models_file=settings.models_file,
-                           model_label=settings.model_label, version_label=settings.model_version_label)  # fmt: skip
+    catalog = ModelCatalog(
+        settings.models,
+        models_file=settings.models_file,
+        model_label=settings.model_label,
+        version_label=settings.model_version_label,
+    )
     incoming = Preparer.from_settings(settings, catalog).prepare(payload)
     per_target: dict[tuple[str, str], list[dict]] = {}
     for item in incoming.alerts:

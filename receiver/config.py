@@ -171,7 +171,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 5 * 1024 * 1024
     dedup_window: Duration = timedelta(minutes=10)
     notify_on_repeat: bool = True
-    retention: Duration = timedelta(days=90)
+    retention: Duration = timedelta(days=90)  # history not seen for this long is deleted
+    retention_interval: Duration = timedelta(hours=1)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     external_url: str | None = None  # this receiver's own URL, for links to the history page

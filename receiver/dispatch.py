@@ -157,8 +157,12 @@ class Dispatcher:
         if parent and row["kind"] == "resolved":
             # Show the firing message as it stands now: its alerts with their current status.
             now_states = [dict(a, event=a["status"]) for a in parent_alerts]
-            original = RenderInput("resolved" if all(a["status"] == "resolved" for a in now_states) else "firing",
-                                   row["group_key"], now_states, history)  # fmt: skip
+            original = RenderInput(
+                "resolved" if all(a["status"] == "resolved" for a in now_states) else "firing",
+                row["group_key"],
+                now_states,
+                history,
+            )
         thread = parent["provider_ref"] if parent else None
         return self.renderer.render(row["channel"], row["recipient"], data, thread=thread, original=original)
 
@@ -192,5 +196,10 @@ class Dispatcher:
                 await outbox.mark_failed(conn, row["id"], reason=reason, error=error)
                 result = "failed"
         self.metrics.notifications.labels(row["channel"], result, exc.reason).inc()
-        log.warning("notification %s %s: %s", row["id"], result, exc.reason,
-                    extra={"notification_id": row["id"], "reason": exc.reason})  # fmt: skip
+        log.warning(
+            "notification %s %s: %s",
+            row["id"],
+            result,
+            exc.reason,
+            extra={"notification_id": row["id"], "reason": exc.reason},
+        )

@@ -110,8 +110,15 @@ class Renderer:
     def subject(self, ctx: dict[str, Any]) -> str:
         return header_safe(self._render("subject.txt.j2", ctx))
 
-    def render(self, channel: str, recipient: str, data: RenderInput, *, thread: dict[str, str] | None = None,
-               original: RenderInput | None = None) -> Message:  # fmt: skip
+    def render(
+        self,
+        channel: str,
+        recipient: str,
+        data: RenderInput,
+        *,
+        thread: dict[str, str] | None = None,
+        original: RenderInput | None = None,
+    ) -> Message:
         """The message for one recipient; `original` re-renders the firing message to update it."""
         ctx = context(data)
         subject = self.subject(ctx)
@@ -126,8 +133,16 @@ class Renderer:
                 original_ctx = context(original)
                 update_blocks = slack_blocks(original_ctx, self.subject(original_ctx))
                 update_text = self.subject(original_ctx)
-            return Message(channel, recipient, subject, _truncate(text, 39000), blocks=slack_blocks(ctx, subject),
-                           thread=thread, update_blocks=update_blocks, update_text=update_text)  # fmt: skip
+            return Message(
+                channel,
+                recipient,
+                subject,
+                _truncate(text, 39000),
+                blocks=slack_blocks(ctx, subject),
+                thread=thread,
+                update_blocks=update_blocks,
+                update_text=update_text,
+            )
         return Message(channel, recipient, subject, text, thread=thread)
 
 

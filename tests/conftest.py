@@ -20,7 +20,9 @@ from receiver.store.engine import create_engine
 pytest_plugins = ["tests.fakes.slack_api", "tests.fakes.smtp_server"]
 
 # PostgreSQL comes from the environment; where none answers the tests skip, unless CI says it must.
-POSTGRES_ADMIN_URL = os.environ.get("RECEIVER_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "RECEIVER_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
 REQUIRE_POSTGRES = os.environ.get("RECEIVER_TEST_REQUIRE_POSTGRES") == "1"
 
 

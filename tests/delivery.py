@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import text, update
 
@@ -33,7 +32,9 @@ def delivery_settings(slack_fake: Any, smtp_server: Any, **extra: Any) -> dict[s
         "slack": {"token": slack_fake.token, "base_url": slack_fake.base_url, "timeout": 5},
         "smtp": {"host": smtp_server.host, "port": smtp_server.port, "sender": "alerts@example.com", "timeout": 5},
         "dispatch": {"enabled": False, "backoff_initial": "1s", "slack_channel_interval": "0s"},
-        "routes": [{"matchers": ["alertname=ServiceDown"], "slack": ["admin@example.com"], "email": ["admin@example.com"]}],
+        "routes": [
+            {"matchers": ["alertname=ServiceDown"], "slack": ["admin@example.com"], "email": ["admin@example.com"]}
+        ],
     }
     values.update(extra)
     return values

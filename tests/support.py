@@ -47,7 +47,9 @@ def make_alert(
     }
 
 
-def make_payload(alerts: list[dict[str, Any]], *, group_key: str = '{}:{alertname="ModelDrift"}', **extra: Any) -> dict[str, Any]:
+def make_payload(
+    alerts: list[dict[str, Any]], *, group_key: str = '{}:{alertname="ModelDrift"}', **extra: Any
+) -> dict[str, Any]:
     """A version 4 payload around `alerts`; status is firing if any alert fires."""
     status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
     return {

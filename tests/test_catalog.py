@@ -96,12 +96,16 @@ def test_missing_models_file_at_start_is_an_error(tmp_path: Path) -> None:
 
 
 def test_config_entries_come_first_and_win_over_the_file(tmp_path: Path) -> None:
-    write_models(tmp_path / "models.yaml", [{"name": "fraud-detector", "owner": "zed@example.com"},
-                                            {"name": "extra", "owner": "x@example.com"}])  # fmt: skip
+    write_models(
+        tmp_path / "models.yaml",
+        [{"name": "fraud-detector", "owner": "zed@example.com"}, {"name": "extra", "owner": "x@example.com"}],
+    )
     catalog = ModelCatalog(MODELS[:1], models_file=tmp_path / "models.yaml")
     assert [(e.name, e.owner) for e in catalog.entries] == [
-        ("fraud-detector", "alice@example.com"), ("fraud-detector", "zed@example.com"), ("extra", "x@example.com"),
-    ]  # fmt: skip
+        ("fraud-detector", "alice@example.com"),
+        ("fraud-detector", "zed@example.com"),
+        ("extra", "x@example.com"),
+    ]
     assert catalog.lookup({"model": "fraud-detector"}).owner == "alice@example.com"  # type: ignore[union-attr]
     assert catalog.lookup({"model": "extra"}).owner == "x@example.com"  # type: ignore[union-attr]
 
@@ -154,12 +158,14 @@ async def test_models_file_reload_through_ingest_without_a_restart(tmp_path: Pat
 
         items = (await h.client.get("/api/v1/alerts")).json()["items"]
         assert {a["labels"]["feature"]: a["model"]["owner"] for a in items} == {
-            "a": "alice@example.com", "b": "zoe@example.com",
-        }  # fmt: skip
+            "a": "alice@example.com",
+            "b": "zoe@example.com",
+        }
         newest = (await h.client.get(f"/api/v1/alerts/{items[0]['id']}")).json()
         assert {(n["channel"], n["recipient"]) for n in newest["notifications"]} == {
-            ("slack", "zoe@example.com"), ("email", "zoe@example.com"),  # the default route: owner
-        }  # fmt: skip
+            ("slack", "zoe@example.com"),
+            ("email", "zoe@example.com"),  # the default route: owner
+        }
         models = (await h.client.get("/api/v1/models")).json()["items"]
         assert [(m["name"], m["owner"]) for m in models] == [("fraud-detector", "zoe@example.com")]
 
@@ -179,19 +185,29 @@ def test_preparer_counts_catalog_misses_and_still_routes_them() -> None:
     default_route = {"slack": ["owner"], "email": ["owner", "oncall@example.com"]}
     settings = Settings(models=[MODELS[0]], default_route=default_route, teams={"risk": {"email": ["r@example.com"]}})
     preparer = Preparer.from_settings(settings, ModelCatalog(settings.models))
-    payload = WebhookPayload.model_validate(make_payload([
-        make_alert(model="fraud-detector", model_version="3.2.0"),
-        make_alert(model="not-in-catalog", team="ranking", feature="a"),
-        make_alert(model="not-in-catalog", feature="b"),
-        make_alert("ServiceDown", job="service-a"),  # no model label: not a miss
-    ]))  # fmt: skip
+    payload = WebhookPayload.model_validate(
+        make_payload(
+            [
+                make_alert(model="fraud-detector", model_version="3.2.0"),
+                make_alert(model="not-in-catalog", team="ranking", feature="a"),
+                make_alert(model="not-in-catalog", feature="b"),
+                make_alert("ServiceDown", job="service-a"),  # no model label: not a miss
+            ]
+        )
+    )
     hit, miss, miss2, no_model = preparer.prepare(payload).alerts
     assert preparer.catalog_misses == 2
     assert (hit.model, hit.team, hit.model_info["owner"], hit.model_info["version"]) == (  # type: ignore[index]
-        "fraud-detector", "risk", "alice@example.com", "3.2.0",
-    )  # fmt: skip
-    assert hit.recipients == (("slack", "alice@example.com"), ("email", "alice@example.com"),
-                              ("email", "oncall@example.com"))  # fmt: skip
+        "fraud-detector",
+        "risk",
+        "alice@example.com",
+        "3.2.0",
+    )
+    assert hit.recipients == (
+        ("slack", "alice@example.com"),
+        ("email", "alice@example.com"),
+        ("email", "oncall@example.com"),
+    )
     assert (miss.model, miss.team, miss.model_info) == ("not-in-catalog", "ranking", None)
     assert miss.recipients == miss2.recipients == no_model.recipients == (("email", "oncall@example.com"),)
     assert no_model.model is None

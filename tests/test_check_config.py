@@ -31,8 +31,12 @@ EXAMPLE = REPO / "receiver.example.yaml"
 def check_config(path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "receiver", "check-config", str(path)],
-        cwd=path.parent, env=receiver_env(**env), capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=path.parent,
+        env=receiver_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_example_config_is_valid(tmp_path: Path) -> None:
@@ -138,31 +142,49 @@ def write(path: Path, text: str) -> Path:
     ("config", "models_file", "problems"),
     [
         pytest.param(
-            "models: [{name: m, team: riks}]\nteams: {risk: {email: [r@example.com]}}\n", None,
-            ["models[0].team: team 'riks' is not defined under teams"], id="unknown-team"),
+            "models: [{name: m, team: riks}]\nteams: {risk: {email: [r@example.com]}}\n",
+            None,
+            ["models[0].team: team 'riks' is not defined under teams"],
+            id="unknown-team",
+        ),
         pytest.param(
-            "models: [{name: m, version: '1'}, {name: m}, {name: m, version: '1'}]\n", None,
-            ["models[2]: m version 1 is already defined at models[0]"], id="duplicate-entry"),
+            "models: [{name: m, version: '1'}, {name: m}, {name: m, version: '1'}]\n",
+            None,
+            ["models[2]: m version 1 is already defined at models[0]"],
+            id="duplicate-entry",
+        ),
         pytest.param(
-            "models: [{name: m, dashboard: {uid: d}}]\ngrafana: {default_dashboard: {uid: ml}}\n", None,
+            "models: [{name: m, dashboard: {uid: d}}]\ngrafana: {default_dashboard: {uid: ml}}\n",
+            None,
             ["grafana.url: required for the dashboards at models[0], grafana.default_dashboard"],
-            id="dashboards-without-grafana-url"),
+            id="dashboards-without-grafana-url",
+        ),
         pytest.param(
             "models_file: models.yaml\nmodels: [{name: m}]\n",
             "- name: ok\n- name: bad\n  emails: [nope]\n- owner: x@example.com\n",
-            ["models_file {dir}/models.yaml: models[1].emails[0]: 'nope' is not an email address",
-             "models_file {dir}/models.yaml: models[2].name: Field required"], id="models-file-entries"),
+            [
+                "models_file {dir}/models.yaml: models[1].emails[0]: 'nope' is not an email address",
+                "models_file {dir}/models.yaml: models[2].name: Field required",
+            ],
+            id="models-file-entries",
+        ),
         pytest.param(
-            "models_file: models.yaml\nmodels: [{name: m}]\n", "- name: m\n- name: n\n  team: ghosts\n",
-            ["models_file {dir}/models.yaml: models[0]: m without version is already defined at models[0]",
-             "models_file {dir}/models.yaml: models[1].team: team 'ghosts' is not defined under teams"],
-            id="models-file-references"),
+            "models_file: models.yaml\nmodels: [{name: m}]\n",
+            "- name: m\n- name: n\n  team: ghosts\n",
+            [
+                "models_file {dir}/models.yaml: models[0]: m without version is already defined at models[0]",
+                "models_file {dir}/models.yaml: models[1].team: team 'ghosts' is not defined under teams",
+            ],
+            id="models-file-references",
+        ),
         pytest.param(
-            "models_file: missing.yaml\n", None,
+            "models_file: missing.yaml\n",
+            None,
             ["models_file: cannot read models file {dir}/missing.yaml: No such file or directory"],
-            id="models-file-missing"),
+            id="models-file-missing",
+        ),
     ],
-)  # fmt: skip
+)
 def test_cross_reference_problems(tmp_path: Path, config: str, models_file: str | None, problems: list[str]) -> None:
     if models_file is not None:
         write(tmp_path / "models.yaml", models_file)
@@ -175,8 +197,12 @@ def test_serve_refuses_a_broken_config_at_start(tmp_path: Path) -> None:
     config = write(tmp_path / "broken.yaml", "routes:\n  - matchers: ['severity==\"x\"']\n")
     done = subprocess.run(
         [sys.executable, "-m", "receiver", "serve", "--config", str(config)],
-        cwd=tmp_path, env=receiver_env(), capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=receiver_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "invalid matcher" in done.stderr and "Traceback" not in done.stderr
 
@@ -186,8 +212,12 @@ def test_serve_refuses_a_broken_models_file_at_start(tmp_path: Path) -> None:
     config = write(tmp_path / "receiver.yaml", "models_file: models.yaml\n")
     done = subprocess.run(
         [sys.executable, "-m", "receiver", "serve", "--config", str(config), "--port", "1"],
-        cwd=tmp_path, env=receiver_env(), capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=receiver_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "is not an email address" in done.stderr and "Traceback" not in done.stderr
 

@@ -93,8 +93,11 @@ async def test_server_errors_retry_until_delivered(wired, slack_fake, smtp_serve
 
 
 async def test_permanent_failures_fail_at_once_with_reason(make_settings, start_app, slack_fake, smtp_server) -> None:  # type: ignore[no-untyped-def]
-    values = delivery_settings(slack_fake, smtp_server, routes=[
-        {"matchers": [], "slack": ["nobody@example.com"], "email": ["nobody@example.com"]}])  # fmt: skip
+    values = delivery_settings(
+        slack_fake,
+        smtp_server,
+        routes=[{"matchers": [], "slack": ["nobody@example.com"], "email": ["nobody@example.com"]}],
+    )
     smtp_server.fail_next("RCPT", times=1, reply="550 5.1.1 No such user")
     async with start_app(make_settings(**values)) as h:
         await h.post_webhook(load_payload("service-down-firing"))
@@ -105,7 +108,9 @@ async def test_permanent_failures_fail_at_once_with_reason(make_settings, start_
     assert rows["slack"]["attempts"] == 1 and rows["email"]["attempts"] == 1
 
 
-async def test_temporary_failure_gives_up_after_the_configured_age(make_settings, start_app, slack_fake, smtp_server) -> None:  # type: ignore[no-untyped-def]
+async def test_temporary_failure_gives_up_after_the_configured_age(
+    make_settings, start_app, slack_fake, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
     values = delivery_settings(slack_fake, smtp_server)
     values["dispatch"] = dict(values["dispatch"], give_up_after="0s")
     slack_fake.server_error_next("chat.postMessage", times=1)
@@ -122,7 +127,7 @@ async def test_failed_notification_can_be_requeued_over_the_api(wired, slack_fak
     await wired.dispatcher.run_once()
     failed = (await wired.client.get("/api/v1/notifications", params={"status": "failed"})).json()["items"]
     assert [n["reason"] for n in failed] == ["slack_channel_not_found"]
-    sent = (await wired.client.post(f"/api/v1/notifications/{failed[0]['id']}/retry"))
+    sent = await wired.client.post(f"/api/v1/notifications/{failed[0]['id']}/retry")
     assert sent.status_code == 200 and sent.json()["status"] == "pending"
     again = await wired.client.post(f"/api/v1/notifications/{failed[0]['id']}/retry")
     assert again.status_code == 409

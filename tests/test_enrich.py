@@ -41,8 +41,9 @@ def alert(status: str = "firing", *, annotations: dict[str, str] | None = None, 
     return WebhookAlert.model_validate(raw)
 
 
-def links(a: WebhookAlert, entry: ModelEntry | None = FRAUD, grafana: GrafanaSettings = GRAFANA,
-          external_url: str = AM_URL) -> dict[str, str]:  # fmt: skip
+def links(
+    a: WebhookAlert, entry: ModelEntry | None = FRAUD, grafana: GrafanaSettings = GRAFANA, external_url: str = AM_URL
+) -> dict[str, str]:
     return build_links(a, entry=entry, external_url=external_url, grafana=grafana, model_label="model")
 
 
@@ -88,8 +89,12 @@ def test_default_dashboard_copies_model_and_namespace_labels() -> None:
         url = links(alert("resolved", model="churn", namespace="ml-serving"), entry=entry, grafana=grafana)["dashboard"]
         assert urlsplit(url).path == "/d/ml"  # no slug, no trailing slash
         assert query_of(url) == {
-            "orgId": ["1"], "from": [MS_1530], "to": [MS_1635], "var-model": ["churn"], "var-namespace": ["ml-serving"],
-        }  # fmt: skip
+            "orgId": ["1"],
+            "from": [MS_1530],
+            "to": [MS_1635],
+            "var-model": ["churn"],
+            "var-namespace": ["ml-serving"],
+        }
 
 
 def test_no_dashboard_without_one_configured_and_no_grafana_links_without_grafana_url() -> None:
@@ -175,8 +180,11 @@ def test_no_silence_link_without_an_absolute_http_external_url(external_url: str
     ],
 )
 def test_label_values_are_url_encoded_in_dashboard_vars_and_silence_filter(value: str, in_filter: str) -> None:
-    built = links(alert(model=value, namespace=value), entry=None,
-                  grafana=GrafanaSettings(url="https://g.example.com", default_dashboard={"uid": "ml"}))  # fmt: skip
+    built = links(
+        alert(model=value, namespace=value),
+        entry=None,
+        grafana=GrafanaSettings(url="https://g.example.com", default_dashboard={"uid": "ml"}),
+    )
     for url in built.values():
         assert url.isascii() and not any(ch in url for ch in ' "\n'), url
     dashboard = built["dashboard"]

@@ -73,12 +73,19 @@ async def test_alerts_carry_the_catalog_entry_and_links(h: AppHarness) -> None:
 
     dashboard = urlsplit(links["dashboard"])
     assert (dashboard.scheme, dashboard.netloc, dashboard.path) == (
-        "https", "grafana.example.com", "/d/fraud-detector/fraud-detector-overview",
-    )  # fmt: skip
+        "https",
+        "grafana.example.com",
+        "/d/fraud-detector/fraud-detector-overview",
+    )
     assert query(links["dashboard"]) == {
-        "orgId": ["1"], "from": [str(STARTS_MS - PADDING_MS)], "to": ["now"], "var-model": ["fraud-detector"],
-        "var-version": ["3.2.0"], "var-namespace": ["ml-serving"], "var-datasource": ["prometheus"],
-    }  # fmt: skip
+        "orgId": ["1"],
+        "from": [str(STARTS_MS - PADDING_MS)],
+        "to": ["now"],
+        "var-model": ["fraud-detector"],
+        "var-version": ["3.2.0"],
+        "var-namespace": ["ml-serving"],
+        "var-datasource": ["prometheus"],
+    }
 
     assert links["explore"].startswith("https://grafana.example.com/explore?")
     explore = query(links["explore"])
@@ -86,11 +93,16 @@ async def test_alerts_carry_the_catalog_entry_and_links(h: AppHarness) -> None:
     assert json.loads(explore["panes"][0]) == {
         "a1b": {
             "datasource": "prometheus",
-            "queries": [{"refId": "A", "expr": 'model_psi{model="fraud-detector"} > 0.2',
-                         "datasource": {"type": "prometheus", "uid": "prometheus"}}],
+            "queries": [
+                {
+                    "refId": "A",
+                    "expr": 'model_psi{model="fraud-detector"} > 0.2',
+                    "datasource": {"type": "prometheus", "uid": "prometheus"},
+                }
+            ],
             "range": {"from": str(STARTS_MS - PADDING_MS), "to": "now"},
         }
-    }  # fmt: skip
+    }
 
     silence = urlsplit(links["silence"])
     assert links["silence"].startswith("http://127.0.0.1:35507/#/silences/new?filter=")  # the payload's externalURL
@@ -161,8 +173,10 @@ async def test_team_filter_uses_the_catalog_team_then_the_team_label(h: AppHarne
     await post(h, load_payload("crd-unicode-nanoseconds"))  # not in the catalog, team=ranking label
     await post(h, load_payload("service-down-firing"))  # no team at all
     assert sorted(a["labels"]["feature"] for a in await alerts(h, team="risk")) == [
-        "amount", "hour_of_day", "merchant_category",
-    ]  # fmt: skip
+        "amount",
+        "hour_of_day",
+        "merchant_category",
+    ]
     assert [a["labels"]["alertname"] for a in await alerts(h, team="ranking")] == ["ModelLatencyHigh"]
     assert await alerts(h, team="growth") == []
     await post(h, make_payload([make_alert(model="churn-predictor")], group_key="churn"))

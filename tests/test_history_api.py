@@ -17,12 +17,24 @@ async def _seed(h) -> None:  # type: ignore[no-untyped-def]
         model = ("fraud-detector", "churn", "ranker")[i % 3]
         severity = "critical" if i % 4 == 0 else "warning"
         extra = {"team": "payments"} if i == 5 else {}
-        alert = make_alert("ModelDrift" if i % 2 else "ModelLatencyHigh", starts_at=T0 + timedelta(minutes=i),
-                           model=model, severity=severity, feature=f"f{i}", **extra)  # fmt: skip
+        alert = make_alert(
+            "ModelDrift" if i % 2 else "ModelLatencyHigh",
+            starts_at=T0 + timedelta(minutes=i),
+            model=model,
+            severity=severity,
+            feature=f"f{i}",
+            **extra,
+        )
         r = await h.post_webhook(make_payload([alert], group_key=f"g{i}"))
         assert r.status_code == 200
-    resolved = make_alert("ModelDrift", starts_at=T0 + timedelta(minutes=1), status="resolved",
-                          model="churn", severity="warning", feature="f1")  # fmt: skip
+    resolved = make_alert(
+        "ModelDrift",
+        starts_at=T0 + timedelta(minutes=1),
+        status="resolved",
+        model="churn",
+        severity="warning",
+        feature="f1",
+    )
     assert (await h.post_webhook(make_payload([resolved], group_key="g1"))).json()["events"] == {"resolved": 1}
 
 

@@ -28,10 +28,23 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
         for name in ("service-down-firing", "ha-duplicate-peer-a", "drift-one-resolved"):
             httpx.post(f"{base}/webhook", json=load_payload(name))
         run = subprocess.run(
-            [cli, "run", f"{base}/openapi.json", "--checks", "not_a_server_error", "--max-examples", "40",
-             "--seed", "20261129", "--no-color"],  # fmt: skip
-            capture_output=True, text=True, timeout=300, cwd=tmp_path,
-        )  # fmt: skip
+            [
+                cli,
+                "run",
+                f"{base}/openapi.json",
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                "40",
+                "--seed",
+                "20261129",
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
         assert proc.poll() is None, "the receiver died under fuzzing"
     summary = run.stdout[-3000:]
     assert run.returncode == 0, summary
@@ -41,7 +54,7 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
 hostile_text = st.text(st.characters(codec="utf-8"), max_size=200)
 label_maps = st.dictionaries(st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,20}", fullmatch=True), hostile_text, max_size=8)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | hostile_text,
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | hostile_text,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(hostile_text, inner, max_size=4),
     max_leaves=20,
 )
@@ -85,10 +98,22 @@ def client_factory(tmp_path_factory):  # type: ignore[no-untyped-def]
     ("name", "body", "status"),
     [
         ("deep nesting", b'{"a":' * 50_000 + b"1" + b"}" * 50_000, 400),
-        ("invalid utf-8 in a label", json.dumps(load_payload("service-down-firing")).encode().replace(b"service-a", b"serv\xc3\x28ice"), 400),
-        ("a NUL and controls in values", json.dumps(make_payload([make_alert(model="m\u0000\u0007\u001b[31m")])).encode(), 200),
+        (
+            "invalid utf-8 in a label",
+            json.dumps(load_payload("service-down-firing")).encode().replace(b"service-a", b"serv\xc3\x28ice"),
+            400,
+        ),
+        (
+            "a NUL and controls in values",
+            json.dumps(make_payload([make_alert(model="m\u0000\u0007\u001b[31m")])).encode(),
+            200,
+        ),
         ("a 1 MiB label value", json.dumps(make_payload([make_alert(model="x" * (1 << 20))])).encode(), 200),
-        ("numbers as labels", json.dumps(make_payload([dict(make_alert(), labels={"alertname": "X", "a": 1})])).encode(), 422),
+        (
+            "numbers as labels",
+            json.dumps(make_payload([dict(make_alert(), labels={"alertname": "X", "a": 1})])).encode(),
+            422,
+        ),
     ],
 )
 def test_extreme_bodies_get_clear_answers(client_factory, name: str, body: bytes, status: int) -> None:  # type: ignore[no-untyped-def]

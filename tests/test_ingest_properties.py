@@ -51,12 +51,20 @@ async def _history(raw_payloads: list[dict]) -> tuple[list, list]:
                     incoming = preparer.prepare(WebhookPayload.model_validate(raw))
                     await store_receipt(conn, incoming, now=T0 + timedelta(hours=1), policy=ingest_policy(s))
             async with engine.connect() as conn:
-                states = (await conn.execute(
-                    select(alerts.c.fingerprint, alerts.c.starts_at, alerts.c.status).order_by(alerts.c.fingerprint, alerts.c.starts_at)
-                )).all()  # fmt: skip
-                kinds = (await conn.execute(
-                    select(alerts.c.fingerprint, events.c.kind).join(events).order_by(alerts.c.fingerprint, events.c.kind)
-                )).all()  # fmt: skip
+                states = (
+                    await conn.execute(
+                        select(alerts.c.fingerprint, alerts.c.starts_at, alerts.c.status).order_by(
+                            alerts.c.fingerprint, alerts.c.starts_at
+                        )
+                    )
+                ).all()
+                kinds = (
+                    await conn.execute(
+                        select(alerts.c.fingerprint, events.c.kind)
+                        .join(events)
+                        .order_by(alerts.c.fingerprint, events.c.kind)
+                    )
+                ).all()
         finally:
             await engine.dispose()
     return [tuple(r) for r in states], [tuple(r) for r in kinds]

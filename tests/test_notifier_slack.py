@@ -44,9 +44,7 @@ async def test_email_recipient_is_looked_up_opened_and_posted(notifier, slack_fa
     assert methods(slack_fake) == ["users.lookupByEmail", "conversations.open", "chat.postMessage"]
     assert slack_fake.calls_to("users.lookupByEmail") == [{"email": "alice@example.com"}]
     assert slack_fake.calls_to("conversations.open") == [{"users": "UALICE01"}]
-    assert slack_fake.calls_to("chat.postMessage") == [
-        {"channel": "DUALICE01", "text": "firing", "blocks": BLOCKS}
-    ]
+    assert slack_fake.calls_to("chat.postMessage") == [{"channel": "DUALICE01", "text": "firing", "blocks": BLOCKS}]
     [posted] = slack_fake.messages
     assert result.provider_ref == {"channel": "DUALICE01", "ts": posted.ts}
 
@@ -111,9 +109,7 @@ async def test_reply_without_update_blocks_does_not_update(notifier, slack_fake)
 
 
 async def test_thread_without_slack_ids_posts_a_new_dm(notifier, slack_fake):  # noqa: F811
-    result = await notifier.send(
-        dm(thread={"logged": "1", "message_id": "log-1"}, update_blocks=RESOLVED_BLOCKS)
-    )
+    result = await notifier.send(dm(thread={"logged": "1", "message_id": "log-1"}, update_blocks=RESOLVED_BLOCKS))
     assert methods(slack_fake)[-1] == "chat.postMessage"
     assert slack_fake.messages[0].thread_ts is None
     assert "thread_ts" not in result.provider_ref
@@ -148,9 +144,7 @@ async def test_rate_limit_is_temporary_with_retry_after_and_no_client_retry(noti
     assert len(slack_fake.calls_to("chat.postMessage")) == 2  # slack-sdk did not retry on its own
 
 
-@pytest.mark.parametrize(
-    ("error", "reason"), [("internal_error", "slack_internal_error"), (None, "slack_http_500")]
-)
+@pytest.mark.parametrize(("error", "reason"), [("internal_error", "slack_internal_error"), (None, "slack_http_500")])
 async def test_server_error_is_temporary(notifier, slack_fake, error, reason):  # noqa: F811
     slack_fake.fail_next("users.lookupByEmail", status=500, error=error)
     with pytest.raises(TemporaryDeliveryError) as caught:
@@ -280,7 +274,5 @@ def test_built_client_has_no_retry_handlers():
 
 async def test_fake_accepts_form_encoded_calls(slack_fake):  # noqa: F811
     client = build_slack_client(slack_fake.token, slack_fake.base_url, 5)
-    await client.api_call(
-        "chat.postMessage", data={"channel": "DUBOB0002", "text": "hi", "blocks": json.dumps(BLOCKS)}
-    )
+    await client.api_call("chat.postMessage", data={"channel": "DUBOB0002", "text": "hi", "blocks": json.dumps(BLOCKS)})
     assert slack_fake.messages[0].blocks == BLOCKS

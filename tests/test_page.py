@@ -39,12 +39,23 @@ async def _seed(h: Any) -> dict[str, int]:
     for i in range(12):
         model = ("fraud-detector", "churn", "ranker")[i % 3]
         extra = {"team": "payments"} if i == 5 else {}
-        alert = make_alert("ModelDrift" if i % 2 else "ModelLatencyHigh", starts_at=T0 + timedelta(minutes=i),
-                           model=model, severity="critical" if i % 4 == 0 else "warning", feature=f"f{i}",
-                           **extra)  # fmt: skip
+        alert = make_alert(
+            "ModelDrift" if i % 2 else "ModelLatencyHigh",
+            starts_at=T0 + timedelta(minutes=i),
+            model=model,
+            severity="critical" if i % 4 == 0 else "warning",
+            feature=f"f{i}",
+            **extra,
+        )
         assert (await h.post_webhook(make_payload([alert], group_key=f"g{i}"))).status_code == 200
-    resolved = make_alert("ModelDrift", starts_at=T0 + timedelta(minutes=1), status="resolved",
-                          model="churn", severity="warning", feature="f1")  # fmt: skip
+    resolved = make_alert(
+        "ModelDrift",
+        starts_at=T0 + timedelta(minutes=1),
+        status="resolved",
+        model="churn",
+        severity="warning",
+        feature="f1",
+    )
     assert (await h.post_webhook(make_payload([resolved], group_key="g1"))).status_code == 200
     items = (await h.client.get("/api/v1/alerts", params={"limit": 100})).json()["items"]
     return {a["labels"]["feature"]: a["id"] for a in items}
@@ -73,11 +84,16 @@ async def test_list_shows_posted_alerts_newest_first(harness) -> None:  # type: 
 
 async def test_model_owner_and_links_from_enrichment(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(
-        models=[{"name": "fraud-detector", "owner": "alice@example.com", "team": "risk",
-                 "runbook_url": "https://runbooks.example.com/fraud"}],
-        grafana={"url": "https://grafana.example.com",
-                 "default_dashboard": {"uid": "ml-models", "slug": "ml-models"}},
-    )  # fmt: skip
+        models=[
+            {
+                "name": "fraud-detector",
+                "owner": "alice@example.com",
+                "team": "risk",
+                "runbook_url": "https://runbooks.example.com/fraud",
+            }
+        ],
+        grafana={"url": "https://grafana.example.com", "default_dashboard": {"uid": "ml-models", "slug": "ml-models"}},
+    )
     async with start_app(settings) as h:
         await h.post_webhook(load_payload("drift-one-resolved"))
         page = await _get(h, "/")
@@ -224,11 +240,13 @@ async def test_unknown_alert_is_a_404_page(harness, alert_id) -> None:  # type: 
 
 
 async def test_hostile_values_are_escaped_and_never_links(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
-    settings = make_settings(models=[{"name": "fraud-detector", "owner": "alice@example.com",
-                                      "extra": {"note": "<b>bold</b>"}}])  # fmt: skip
+    settings = make_settings(
+        models=[{"name": "fraud-detector", "owner": "alice@example.com", "extra": {"note": "<b>bold</b>"}}]
+    )
     async with start_app(settings) as h:
-        evil = make_alert('<script>alert("x")</script>', model="fraud-detector",
-                          severity='crit"ical', job='a" onmouseover="alert(1)')  # fmt: skip
+        evil = make_alert(
+            '<script>alert("x")</script>', model="fraud-detector", severity='crit"ical', job='a" onmouseover="alert(1)'
+        )
         evil["annotations"] = {
             "summary": "<img src=x onerror=alert(1)>",
             "description": "</table><iframe src=//evil.example>",
@@ -242,8 +260,11 @@ async def test_hostile_values_are_escaped_and_never_links(make_settings, start_a
         async with h.state.engine.begin() as conn:
             await conn.execute(update(alerts).values(links={"runbook": "javascript:alert(4)", "source": "data:,x"}))
         alert_id = (await h.client.get("/api/v1/alerts")).json()["items"][0]["id"]
-        pages = [await _get(h, "/"), await _get(h, f"/alerts/{alert_id}"),
-                 await _get(h, "/", 400, matcher='<script>="x"')]  # fmt: skip
+        pages = [
+            await _get(h, "/"),
+            await _get(h, f"/alerts/{alert_id}"),
+            await _get(h, "/", 400, matcher='<script>="x"'),
+        ]
     for page in pages:
         lowered = page.lower()
         assert "<script" not in lowered and "<img" not in lowered and "<iframe" not in lowered

@@ -14,22 +14,36 @@ ROUTES = compile_routes(
     [
         Route.model_validate(r)
         for r in [
-            {"name": "critical", "matchers": ['severity="critical"'], "slack": ["owner", "team"], "email": ["owner"],
-             "continue": True},
-            {"name": "service-down", "matchers": ["alertname=ServiceDown"], "slack": ["admin@example.com"],
-             "email": ["admin@example.com"]},
+            {
+                "name": "critical",
+                "matchers": ['severity="critical"'],
+                "slack": ["owner", "team"],
+                "email": ["owner"],
+                "continue": True,
+            },
+            {
+                "name": "service-down",
+                "matchers": ["alertname=ServiceDown"],
+                "slack": ["admin@example.com"],
+                "email": ["admin@example.com"],
+            },
             {"name": "fraud", "matchers": ['model=~"fraud-.*"'], "slack": ["U0123ABCD"]},
             {"matchers": ["severity=critical"], "email": ["late@example.com"]},  # reached only past `continue`
         ]
     ]
-)  # fmt: skip
+)
 DEFAULT = Recipients(slack=["owner"], email=["owner", "oncall@example.com"])
 TEAMS = {
     "risk": Team(slack=["bob@example.com"], email=["risk@example.com"]),
     "ranking": Team(slack=["U0RANK0001"], email=["ranking@example.com"]),
 }
-FRAUD = ModelEntry(name="fraud-detector", owner="alice@example.com", slack="U0ALICE01", team="risk",
-                   emails=["fraud-models@example.com"])  # fmt: skip
+FRAUD = ModelEntry(
+    name="fraud-detector",
+    owner="alice@example.com",
+    slack="U0ALICE01",
+    team="risk",
+    emails=["fraud-models@example.com"],
+)
 CHURN = ModelEntry(name="churn", owner="carol@example.com", team="risk")  # no slack: the owner's email serves
 BOB_OWNS = ModelEntry(name="ranker", owner="bob@example.com", team="risk")  # bob is also in team risk
 
@@ -41,34 +55,68 @@ def labels(alertname: str = "ModelDrift", severity: str = "warning", **more: str
 @pytest.mark.parametrize(
     ("alert_labels", "entry", "expected"),
     [
-        pytest.param(labels("ServiceDown", "critical", job="service-a"), None,
-                     [("slack", "admin@example.com"), ("email", "admin@example.com")],
-                     id="continue-past-critical-then-first-match-stops"),
-        pytest.param(labels(severity="critical", model="fraud-detector"), FRAUD,
-                     [("slack", "U0ALICE01"), ("slack", "bob@example.com"), ("email", "alice@example.com"),
-                      ("email", "fraud-models@example.com"), ("slack", "U0123ABCD")],
-                     id="owner-and-team-then-fraud-route-and-stop-before-the-last"),
-        pytest.param(labels(model="fraud-detector"), FRAUD, [("slack", "U0123ABCD")],
-                     id="only-the-fraud-route"),
-        pytest.param(labels(model="churn"), CHURN,
-                     [("slack", "carol@example.com"), ("email", "carol@example.com"), ("email", "oncall@example.com")],
-                     id="no-route-default-owner-slack-falls-back-to-owner-email"),
-        pytest.param(labels(model="not-in-catalog"), None, [("email", "oncall@example.com")],
-                     id="catalog-miss-default-literal-only"),
-        pytest.param(labels(severity="critical", model="not-in-catalog", team="ranking"), None,
-                     [("slack", "U0RANK0001"), ("email", "late@example.com")],
-                     id="catalog-miss-team-from-label"),
-        pytest.param(labels(severity="critical", model="not-in-catalog"), None, [("email", "late@example.com")],
-                     id="catalog-miss-no-team-later-route-still-applies"),
-        pytest.param(labels(severity="critical", model="ranker"), BOB_OWNS,
-                     [("slack", "bob@example.com"), ("email", "bob@example.com"), ("email", "late@example.com")],
-                     id="owner-who-is-also-in-the-team-is-listed-once"),
-        pytest.param(labels(severity="critical", model="churn", team="ranking"), CHURN,
-                     [("slack", "carol@example.com"), ("slack", "bob@example.com"), ("email", "carol@example.com"),
-                      ("email", "late@example.com")],
-                     id="catalog-team-wins-over-label"),
+        pytest.param(
+            labels("ServiceDown", "critical", job="service-a"),
+            None,
+            [("slack", "admin@example.com"), ("email", "admin@example.com")],
+            id="continue-past-critical-then-first-match-stops",
+        ),
+        pytest.param(
+            labels(severity="critical", model="fraud-detector"),
+            FRAUD,
+            [
+                ("slack", "U0ALICE01"),
+                ("slack", "bob@example.com"),
+                ("email", "alice@example.com"),
+                ("email", "fraud-models@example.com"),
+                ("slack", "U0123ABCD"),
+            ],
+            id="owner-and-team-then-fraud-route-and-stop-before-the-last",
+        ),
+        pytest.param(labels(model="fraud-detector"), FRAUD, [("slack", "U0123ABCD")], id="only-the-fraud-route"),
+        pytest.param(
+            labels(model="churn"),
+            CHURN,
+            [("slack", "carol@example.com"), ("email", "carol@example.com"), ("email", "oncall@example.com")],
+            id="no-route-default-owner-slack-falls-back-to-owner-email",
+        ),
+        pytest.param(
+            labels(model="not-in-catalog"),
+            None,
+            [("email", "oncall@example.com")],
+            id="catalog-miss-default-literal-only",
+        ),
+        pytest.param(
+            labels(severity="critical", model="not-in-catalog", team="ranking"),
+            None,
+            [("slack", "U0RANK0001"), ("email", "late@example.com")],
+            id="catalog-miss-team-from-label",
+        ),
+        pytest.param(
+            labels(severity="critical", model="not-in-catalog"),
+            None,
+            [("email", "late@example.com")],
+            id="catalog-miss-no-team-later-route-still-applies",
+        ),
+        pytest.param(
+            labels(severity="critical", model="ranker"),
+            BOB_OWNS,
+            [("slack", "bob@example.com"), ("email", "bob@example.com"), ("email", "late@example.com")],
+            id="owner-who-is-also-in-the-team-is-listed-once",
+        ),
+        pytest.param(
+            labels(severity="critical", model="churn", team="ranking"),
+            CHURN,
+            [
+                ("slack", "carol@example.com"),
+                ("slack", "bob@example.com"),
+                ("email", "carol@example.com"),
+                ("email", "late@example.com"),
+            ],
+            id="catalog-team-wins-over-label",
+        ),
     ],
-)  # fmt: skip
+)
 def test_recipients(alert_labels: dict[str, str], entry: ModelEntry | None, expected: list[tuple[str, str]]) -> None:
     assert list(recipients_for(alert_labels, entry, ROUTES, DEFAULT, TEAMS)) == expected
 
@@ -112,19 +160,41 @@ EXAMPLE_ENTRIES = {(e.name, e.version): e for e in EXAMPLE.models}
 @pytest.mark.parametrize(
     ("alert_labels", "entry_key", "expected"),
     [
-        (labels("ServiceDown", "critical", job="service-a"), None,
-         [("slack", "admin@example.com"), ("email", "admin@example.com")]),
-        (labels(severity="critical", model="fraud-detector"), ("fraud-detector", None),
-         [("slack", "alice@example.com"), ("slack", "bob@example.com"), ("slack", "U0RISK0001"),
-          ("email", "alice@example.com"), ("email", "fraud-models@example.com"), ("email", "risk-oncall@example.com")]),
-        (labels(model="fraud-detector", model_version="3.2.0"), ("fraud-detector", None),
-         [("slack", "alice@example.com"), ("email", "alice@example.com"), ("email", "fraud-models@example.com"),
-          ("email", "ml-oncall@example.com")]),
-        (labels(model="churn-predictor", model_version="2.0.0"), ("churn-predictor", "2.0.0"),
-         [("slack", "U0DAVE0001")]),
+        (
+            labels("ServiceDown", "critical", job="service-a"),
+            None,
+            [("slack", "admin@example.com"), ("email", "admin@example.com")],
+        ),
+        (
+            labels(severity="critical", model="fraud-detector"),
+            ("fraud-detector", None),
+            [
+                ("slack", "alice@example.com"),
+                ("slack", "bob@example.com"),
+                ("slack", "U0RISK0001"),
+                ("email", "alice@example.com"),
+                ("email", "fraud-models@example.com"),
+                ("email", "risk-oncall@example.com"),
+            ],
+        ),
+        (
+            labels(model="fraud-detector", model_version="3.2.0"),
+            ("fraud-detector", None),
+            [
+                ("slack", "alice@example.com"),
+                ("email", "alice@example.com"),
+                ("email", "fraud-models@example.com"),
+                ("email", "ml-oncall@example.com"),
+            ],
+        ),
+        (
+            labels(model="churn-predictor", model_version="2.0.0"),
+            ("churn-predictor", "2.0.0"),
+            [("slack", "U0DAVE0001")],
+        ),
         (labels(model="unknown-model"), None, [("email", "ml-oncall@example.com")]),
     ],
-)  # fmt: skip
+)
 def test_example_config_routes(alert_labels: dict[str, str], entry_key: Any, expected: list[tuple[str, str]]) -> None:
     entry = EXAMPLE_ENTRIES[entry_key] if entry_key else None
     routes = compile_routes(EXAMPLE.routes)

@@ -35,8 +35,12 @@ def test_no_secret_in_logs_errors_or_api(tmp_path: Path, slack_fake, smtp_server
     smtp_server.require_auth("alerts", SECRETS["smtp"])
     values = delivery_settings(slack_fake, smtp_server)
     values["smtp"]["username"] = "alerts"
-    values["dispatch"] = {"enabled": True, "poll_interval": "200ms", "slack_channel_interval": "0s",
-                          "backoff_initial": "1s"}  # fmt: skip
+    values["dispatch"] = {
+        "enabled": True,
+        "poll_interval": "200ms",
+        "slack_channel_interval": "0s",
+        "backoff_initial": "1s",
+    }
     config = tmp_path / "receiver.yaml"
     config.write_text(yaml.safe_dump(values))
     env = receiver_env(
@@ -61,11 +65,15 @@ def test_no_secret_in_logs_errors_or_api(tmp_path: Path, slack_fake, smtp_server
         hook = {"Authorization": f"Bearer {SECRETS['webhook']}"}
         for response in (
             httpx.post(f"{base}/webhook", json=load_payload("service-down-firing")),
-            httpx.post(f"{base}/webhook", json=load_payload("service-down-firing"), headers={"Authorization": "Bearer no"}),
+            httpx.post(
+                f"{base}/webhook", json=load_payload("service-down-firing"), headers={"Authorization": "Bearer no"}
+            ),
             httpx.post(f"{base}/webhook", content=b"{bad", headers=hook),
             httpx.post(f"{base}/webhook", json=load_payload("service-down-firing"), headers=hook),
             httpx.get(f"{base}/api/v1/alerts"),
-            httpx.get(f"{base}/api/v1/alerts", headers={"Authorization": "Basic " + base64.b64encode(b"u:bad").decode()}),
+            httpx.get(
+                f"{base}/api/v1/alerts", headers={"Authorization": "Basic " + base64.b64encode(b"u:bad").decode()}
+            ),
         ):
             answers.append(response.text)
         assert [r for r in answers[:2]] and "unauthorized" in answers[0]

@@ -38,8 +38,12 @@ def test_serve_stores_and_answers_over_real_http(tmp_path: Path) -> None:
 def _cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "receiver", *args],
-        cwd=cwd, env=receiver_env(**env), capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=cwd,
+        env=receiver_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:

@@ -30,8 +30,12 @@ async def test_ha_duplicate_is_recorded_but_changes_nothing(harness) -> None:  #
     second = await harness.post_webhook(load_payload("ha-duplicate-peer-b"))
     assert first.json()["duplicate"] is False
     assert second.json() | {"receipt_id": 0} == {
-        "receipt_id": 0, "duplicate": True, "alerts": 3, "events": {}, "notifications": 0
-    }  # fmt: skip
+        "receipt_id": 0,
+        "duplicate": True,
+        "alerts": 3,
+        "events": {},
+        "notifications": 0,
+    }
     assert await _counts(harness) == {"receipts": 2, "alerts": 3, "events": 3, "alert_labels": 18}
 
 
@@ -57,9 +61,11 @@ async def test_one_resolved_in_a_group_resolves_only_that_alert(harness) -> None
     await harness.post_webhook(load_payload("ha-duplicate-peer-a"))
     r = await harness.post_webhook(load_payload("drift-one-resolved"))
     assert r.json()["events"] == {"resolved": 1}
-    statuses = await harness.scalar("SELECT group_concat(status) FROM (SELECT status FROM alerts ORDER BY status)") \
-        if harness.state.engine.dialect.name == "sqlite" else \
-        await harness.scalar("SELECT string_agg(status, ',' ORDER BY status) FROM alerts")  # fmt: skip
+    statuses = (
+        await harness.scalar("SELECT group_concat(status) FROM (SELECT status FROM alerts ORDER BY status)")
+        if harness.state.engine.dialect.name == "sqlite"
+        else await harness.scalar("SELECT string_agg(status, ',' ORDER BY status) FROM alerts")
+    )
     assert statuses == "firing,firing,resolved"
     resolved = (await harness.client.get("/api/v1/alerts", params={"status": "resolved"})).json()["items"]
     assert len(resolved) == 1

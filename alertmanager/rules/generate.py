@@ -97,9 +97,7 @@ def render() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the generated files under --out-dir (default: alertmanager/ itself)."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", type=Path, default=KIT_DIR, help="directory standing for alertmanager/")
     args = parser.parse_args(argv)
     for relative, content in render().items():

@@ -83,9 +83,16 @@ async def list_alerts(
     except ValueError as exc:
         raise InvalidQuery(str(exc)) from None
     filters = history.AlertFilter(
-        status=status, alertname=alertname, severity=severity, model=model, team=team,
-        receiver=receiver, since=since, until=until, matchers=matchers,
-    )  # fmt: skip
+        status=status,
+        alertname=alertname,
+        severity=severity,
+        model=model,
+        team=team,
+        receiver=receiver,
+        since=since,
+        until=until,
+        matchers=matchers,
+    )
     async with request.app.state.receiver.engine.connect() as conn:
         rows, last = await history.list_alerts(conn, filters, limit=limit, before_id=decode_cursor("a", cursor))
     return Page[AlertOut](items=[alert_out(r) for r in rows], next_cursor=encode_cursor("a", last))

@@ -91,8 +91,9 @@ def split_matchers(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def _render(request: Request, name: str, status: int = 200, headers: Mapping[str, str] | None = None,
-            **ctx: Any) -> HTMLResponse:  # fmt: skip
+def _render(
+    request: Request, name: str, status: int = 200, headers: Mapping[str, str] | None = None, **ctx: Any
+) -> HTMLResponse:
     env = _env(request.app.state.receiver.settings.templates_dir)
     html = env.get_template(f"page/{name}").render(now=datetime.now(UTC), **ctx)
     return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
@@ -175,10 +176,16 @@ async def alerts_page(request: Request) -> HTMLResponse:
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise InvalidQuery(f"limit {raw_limit!r} must be a whole number from 1 to {MAX_PAGE_SIZE}")
         filters = history.AlertFilter(
-            status=form["status"], alertname=form["alertname"], severity=form["severity"], model=form["model"],
-            team=form["team"], receiver=form["receiver"], since=_parse_time("since", form["since"]),
-            until=_parse_time("until", form["until"]), matchers=matchers,
-        )  # fmt: skip
+            status=form["status"],
+            alertname=form["alertname"],
+            severity=form["severity"],
+            model=form["model"],
+            team=form["team"],
+            receiver=form["receiver"],
+            since=_parse_time("since", form["since"]),
+            until=_parse_time("until", form["until"]),
+            matchers=matchers,
+        )
         before = decode_cursor("a", cursor)
     except InvalidQuery as exc:
         ctx["error"] = exc.message

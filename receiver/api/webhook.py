@@ -78,10 +78,13 @@ async def receive_webhook(request: Request) -> WebhookResult:
     state.metrics.record_ingest(payload, outcome)
     state.log.info(
         "receipt %s %s: %d alerts, events %s, %d notifications queued",
-        outcome.receipt_id, "duplicate" if outcome.duplicate else "stored", len(payload.alerts),
-        dict(outcome.events), len(outcome.notification_ids),
+        outcome.receipt_id,
+        "duplicate" if outcome.duplicate else "stored",
+        len(payload.alerts),
+        dict(outcome.events),
+        len(outcome.notification_ids),
         extra={"receipt_id": outcome.receipt_id},
-    )  # fmt: skip
+    )
     if outcome.notification_ids:
         state.wake_dispatcher()
     return WebhookResult(

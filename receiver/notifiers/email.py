@@ -90,9 +90,7 @@ class EmailNotifier:
         except aiosmtplib.SMTPException as exc:
             raise _scrubbed(smtp_error(exc), self._settings.password) from None
         except OSError as exc:  # refused, unreachable, TLS handshake, timeouts (TimeoutError is one)
-            raise _scrubbed(
-                TemporaryDeliveryError("smtp_network", _describe(exc)), self._settings.password
-            ) from None
+            raise _scrubbed(TemporaryDeliveryError("smtp_network", _describe(exc)), self._settings.password) from None
         return SendResult({"message_id": str(mail["Message-ID"])})
 
     async def aclose(self) -> None:
@@ -156,9 +154,7 @@ def smtp_error(exc: aiosmtplib.SMTPException) -> DeliveryError:
             return TemporaryDeliveryError(f"smtp_{exc.code}", detail)
     if isinstance(exc, aiosmtplib.SMTPNotSupported):  # e.g. STARTTLS or AUTH not offered: configuration
         return PermanentDeliveryError("smtp_not_supported", _describe(exc))
-    if isinstance(
-        exc, (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected)
-    ):
+    if isinstance(exc, (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected)):
         return TemporaryDeliveryError("smtp_network", _describe(exc))
     return TemporaryDeliveryError("smtp_error", _describe(exc))
 

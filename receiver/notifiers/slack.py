@@ -62,9 +62,7 @@ class InMemorySlackDirectory:
         self._channels[recipient] = dm_channel
 
 
-def build_slack_client(
-    token: str, base_url: str = AsyncWebClient.BASE_URL, timeout: float = 30.0
-) -> AsyncWebClient:
+def build_slack_client(token: str, base_url: str = AsyncWebClient.BASE_URL, timeout: float = 30.0) -> AsyncWebClient:
     """An AsyncWebClient that never retries by itself (see the module docstring)."""
     # retry_handlers=None would mean slack-sdk's defaults, hence the explicit empty list.
     return AsyncWebClient(
@@ -112,9 +110,7 @@ class SlackNotifier:
 
     async def _post_new(self, message: Message) -> SendResult:
         channel = await self._dm_channel(message.recipient)
-        posted = await self._client.chat_postMessage(
-            channel=channel, text=message.text, blocks=message.blocks
-        )
+        posted = await self._client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks)
         return SendResult({"channel": posted["channel"], "ts": posted["ts"]})
 
     async def _reply(self, message: Message, thread: Mapping[str, str]) -> SendResult:
@@ -166,9 +162,7 @@ class SlackNotifier:
         raise PermanentDeliveryError("slack_invalid_recipient", "recipient is neither a user id nor an email")
 
 
-def classify_slack_error(
-    status: int | None, error: str | None, retry_after: float | None = None
-) -> DeliveryError:
+def classify_slack_error(status: int | None, error: str | None, retry_after: float | None = None) -> DeliveryError:
     """Map a failed Web API call (HTTP status, Slack `error` field) to a DeliveryError."""
     token = re.sub(r"[^a-z0-9_]+", "_", error.lower())[:60] if error else None
     detail = f"Slack answered HTTP {status}" + (f" with error {token}" if token else "")

@@ -92,9 +92,7 @@ class FakeSlackApi:
         ready = threading.Event()
         failure: list[BaseException] = []
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._serve, args=(ready, failure), daemon=True, name="fake-slack-api"
-        )
+        self._thread = threading.Thread(target=self._serve, args=(ready, failure), daemon=True, name="fake-slack-api")
         self._thread.start()
         if not ready.wait(10) or failure:
             raise RuntimeError(f"fake Slack API did not start: {failure}")

@@ -50,9 +50,7 @@ class _Handler:
             queue = self.faults[command]
             return queue.pop(0) if queue else None
 
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
         fault = self._take_fault("RCPT")
         if fault is not None:
             return fault
@@ -69,16 +67,13 @@ class _Handler:
             self.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), parsed, raw))
         return "250 Message accepted for delivery"
 
-    def authenticate(
-        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
-    ) -> AuthResult:
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         with self.lock:
             expected = self.credentials
         if expected is None:
             return AuthResult(success=True, auth_data=auth_data)
         ok = (
-            isinstance(auth_data, LoginPassword)
-            and (auth_data.login.decode(), auth_data.password.decode()) == expected
+            isinstance(auth_data, LoginPassword) and (auth_data.login.decode(), auth_data.password.decode()) == expected
         )
         # handled=False: aiosmtpd then answers 535 itself; handled=True would leave the client waiting.
         return AuthResult(success=ok, handled=False, auth_data=auth_data)

@@ -50,8 +50,22 @@ GRAFANA_VARIABLES = {
 
 # --- PromQL: the metric names an expression reads --------------------------------------------------
 
-_NOT_METRICS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
-                "offset", "bool", "atan2", "inf", "nan"}  # fmt: skip
+_NOT_METRICS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "bool",
+    "atan2",
+    "inf",
+    "nan",
+}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -421,7 +435,7 @@ SELF_MONITORING_ROUTES = {
     "model-alert": ("alertname=ModelErrorRatioHigh severity=critical model=fraud-detector", "alert-receiver"),
     "info-inhibitor": ("alertname=InfoInhibitor severity=none namespace=ml-serving", "null"),
     "info-severity": ("alertname=KubeletTooManyPods severity=info", "null"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(("labels", "receivers"), SELF_MONITORING_ROUTES.values(), ids=SELF_MONITORING_ROUTES.keys())
