@@ -110,6 +110,9 @@ class Route(Recipients):
     name: str = ""
     matchers: list[MatcherText] = Field(default_factory=list)
     continue_: bool = Field(default=False, alias="continue")
+    # False: matching alerts are stored (history, metrics) but nobody is notified — e.g. Watchdog,
+    # routed to the receiver only to prove the pipeline works.
+    notify: bool = True
 
 
 class Team(_Strict):

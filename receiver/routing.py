@@ -23,7 +23,7 @@ UNROUTED = ("log", "unrouted")
 class CompiledRoute:
     name: str
     matchers: tuple[Matcher, ...]
-    recipients: Recipients
+    recipients: Route
     continue_: bool
 
 
@@ -79,6 +79,9 @@ def recipients_for(
     """Ordered, de-duplicated (channel, recipient) pairs for one alert."""
     team_name = (entry.team if entry else None) or labels.get("team")
     team = teams.get(team_name) if team_name else None
-    taken = [r.recipients for r in matching_routes(routes, labels)]
+    matched = matching_routes(routes, labels)
+    if matched and not any(r.recipients.notify for r in matched):
+        return ()  # a silent route: stored, never notified
+    taken = [r.recipients for r in matched if r.recipients.notify]
     found = _addresses(taken, entry, team) if taken else ()
     return found or _addresses([default], entry, team) or (UNROUTED,)

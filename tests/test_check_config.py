@@ -44,7 +44,7 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert done.stdout == (
-        f"{EXAMPLE}: OK: 3 models, 3 routes, 3 teams; slack not configured (log), email not configured (log)\n"
+        f"{EXAMPLE}: OK: 3 models, 4 routes, 3 teams; slack not configured (log), email not configured (log)\n"
     )
 
 

@@ -199,3 +199,17 @@ def test_example_config_routes(alert_labels: dict[str, str], entry_key: Any, exp
     entry = EXAMPLE_ENTRIES[entry_key] if entry_key else None
     routes = compile_routes(EXAMPLE.routes)
     assert list(recipients_for(alert_labels, entry, routes, EXAMPLE.default_route, EXAMPLE.teams)) == expected
+
+
+def test_a_silent_route_stores_but_notifies_nobody() -> None:
+    routes = compile_routes(
+        [
+            Route(name="heartbeat", matchers=['alertname="Watchdog"'], notify=False),
+            Route(matchers=["severity=critical"], slack=["oncall@example.com"]),
+        ]
+    )
+    default = Recipients(slack=["admin@example.com"])
+    assert recipients_for({"alertname": "Watchdog"}, None, routes, default, {}) == ()
+    assert recipients_for({"alertname": "X", "severity": "critical"}, None, routes, default, {}) == (
+        ("slack", "oncall@example.com"),
+    )
