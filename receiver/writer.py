@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from receiver.store.ingest import IncomingReceipt, IngestOutcome, IngestPolicy, store_receipt
@@ -32,8 +34,17 @@ class _Job:
 class BatchWriter:
     """Owns the write path; `submit` returns once the receipt is committed."""
 
-    def __init__(self, engine: AsyncEngine, policy: IngestPolicy, *, writers: int = 1, max_batch: int = 64) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        policy: IngestPolicy,
+        *,
+        writers: int = 1,
+        max_batch: int = 64,
+        sqlite_engine: Engine | None = None,
+    ) -> None:
         self._engine = engine
+        self._sqlite_engine = sqlite_engine  # set: transactions run in a worker thread on this engine
         self._policy = policy
         self._writers = writers
         self._max_batch = max_batch
@@ -85,9 +96,24 @@ class BatchWriter:
             _settle(job, outcome=outcome)
 
     async def _transaction(self, batch: list[_Job]) -> list[IngestOutcome]:
+        receipts = [job.receipt for job in batch]
         now = datetime.now(UTC)
+        if self._sqlite_engine is not None:
+            return await asyncio.to_thread(self._sqlite_transaction, receipts, now)
         async with self._engine.begin() as conn:
-            return [await store_receipt(conn, job.receipt, now=now, policy=self._policy) for job in batch]
+            return await conn.run_sync(self._store_all, receipts, now)
+
+    def _sqlite_transaction(self, receipts: list[IncomingReceipt], now: datetime) -> list[IngestOutcome]:
+        assert self._sqlite_engine is not None
+        with self._sqlite_engine.begin() as conn:
+            return self._store_all(conn, receipts, now)
+
+    def _store_all(self, conn: Connection, receipts: list[IncomingReceipt], now: datetime) -> list[IngestOutcome]:
+        return [store_receipt(conn, receipt, now=now, policy=self._policy) for receipt in receipts]
+
+    async def aclose(self) -> None:
+        if self._sqlite_engine is not None:
+            self._sqlite_engine.dispose()
 
 
 def _settle(job: _Job, *, outcome: IngestOutcome | None = None, error: Exception | None = None) -> None:

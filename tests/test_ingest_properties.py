@@ -49,7 +49,7 @@ async def _history(raw_payloads: list[dict]) -> tuple[list, list]:
             for raw in raw_payloads:
                 async with engine.begin() as conn:
                     incoming = preparer.prepare(WebhookPayload.model_validate(raw))
-                    await store_receipt(conn, incoming, now=T0 + timedelta(hours=1), policy=ingest_policy(s))
+                    await conn.run_sync(store_receipt, incoming, now=T0 + timedelta(hours=1), policy=ingest_policy(s))
             async with engine.connect() as conn:
                 states = (
                     await conn.execute(

@@ -23,7 +23,7 @@ from receiver.ingest import Ingestor, Preparer, ingest_policy
 from receiver.maintenance import retention_loop
 from receiver.metrics import Metrics
 from receiver.store import migrate, outbox
-from receiver.store.engine import create_engine, is_sqlite, normalize_url, safe_url
+from receiver.store.engine import create_engine, create_sqlite_writer_engine, is_sqlite, normalize_url, safe_url
 from receiver.writer import BatchWriter
 
 log = logging.getLogger("receiver")
@@ -67,7 +67,12 @@ def build_state(settings: Settings) -> ReceiverState:
         version_label=settings.model_version_label,
     )
     preparer = Preparer.from_settings(settings, catalog)
-    writer = BatchWriter(engine, ingest_policy(settings), writers=1 if is_sqlite(url) else 4)
+    sqlite_writer = (
+        create_sqlite_writer_engine(url, sqlite_synchronous=settings.sqlite_synchronous) if is_sqlite(url) else None
+    )
+    writer = BatchWriter(
+        engine, ingest_policy(settings), writers=1 if sqlite_writer else 4, sqlite_engine=sqlite_writer
+    )
     return ReceiverState(
         settings=settings,
         engine=engine,
@@ -130,6 +135,7 @@ def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Fas
             if state.dispatcher is not None:
                 await state.dispatcher.stop()
             await state.writer.stop()
+            await state.writer.aclose()
             await state.engine.dispose()
 
     app = FastAPI(

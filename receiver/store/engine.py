@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as create_sync_engine_
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -39,16 +40,31 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) 
         kwargs.setdefault("pool_pre_ping", True)
         return create_async_engine(url, **kwargs)
     engine = create_async_engine(url, **kwargs)
+    _set_sqlite_pragmas(engine.sync_engine, sqlite_synchronous)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def create_sqlite_writer_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
+    """A synchronous engine on the same SQLite file, for the writer thread.
+
+    The async driver runs every cursor call through a thread hop; a transaction of a dozen statements
+    then costs milliseconds of hand-offs. The writer runs its whole transaction in one worker thread on
+    a plain sqlite3 connection instead.
+    """
+    sync_url = make_url(normalize_url(url)).set(drivername="sqlite")
+    engine = create_sync_engine_(sync_url, pool_size=1, max_overflow=0)
+    _set_sqlite_pragmas(engine, sqlite_synchronous)
+    return engine
+
+
+def _set_sqlite_pragmas(engine: Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         # WAL lets readers (history API) run while the writer commits; FULL makes each commit
         # survive power loss, which is what "answer 200 only when stored" promises.
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
-
-    return engine

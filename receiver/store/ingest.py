@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from receiver.dedup import AlertState, EventKind, decide_alert_event
 from receiver.schemas import WebhookAlert, WebhookPayload
@@ -68,7 +68,7 @@ class IngestPolicy:
     notify_kinds: frozenset[EventKind]
 
 
-def _insert(conn: AsyncConnection, table):  # type: ignore[no-untyped-def]
+def _insert(conn: Connection, table):  # type: ignore[no-untyped-def]
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
 
@@ -78,24 +78,22 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]
         yield items[start : start + size]
 
 
-async def store_receipt(
-    conn: AsyncConnection, incoming: IncomingReceipt, *, now: datetime, policy: IngestPolicy
-) -> IngestOutcome:
+def store_receipt(conn: Connection, incoming: IncomingReceipt, *, now: datetime, policy: IngestPolicy) -> IngestOutcome:
     """Record one webhook delivery and everything it changes; returns what happened."""
-    fresh = await _claim_digest(conn, incoming.digest, now=now, window=policy.window)
-    receipt_id = await _insert_receipt(conn, incoming, now=now, duplicate=not fresh)
+    fresh = _claim_digest(conn, incoming.digest, now=now, window=policy.window)
+    receipt_id = _insert_receipt(conn, incoming, now=now, duplicate=not fresh)
     outcome = IngestOutcome(receipt_id=receipt_id, duplicate=not fresh)
     by_key = {item.alert.key: item for item in incoming.alerts}  # a repeated alert counts once
     if not fresh:
         # Nothing changes, but the alerts' history shows this delivery too (HA peers, retries).
-        known = await _load_states(conn, list(by_key))
-        await _link_receipt(conn, receipt_id, [alert_id for alert_id, _ in known.values()])
+        known = _load_states(conn, list(by_key))
+        _link_receipt(conn, receipt_id, [alert_id for alert_id, _ in known.values()])
         return outcome
-    ids, new_keys = await _insert_new_alerts(conn, incoming.payload, by_key, now=now)
-    changes = await _apply_transitions(conn, by_key, ids, new_keys, now=now, window=policy.window)
+    ids, new_keys = _insert_new_alerts(conn, incoming.payload, by_key, now=now)
+    changes = _apply_transitions(conn, by_key, ids, new_keys, now=now, window=policy.window)
     outcome.alert_ids = list(ids.values())
-    await _link_receipt(conn, receipt_id, list(ids.values()))
-    await _insert_rows(
+    _link_receipt(conn, receipt_id, list(ids.values()))
+    _insert_rows(
         conn,
         events,
         [
@@ -105,17 +103,15 @@ async def store_receipt(
     )
     outcome.events.update(kind.value for kind, _ in changes.values())
     notify = {key: kind for key, (kind, _) in changes.items() if kind in policy.notify_kinds}
-    outcome.notification_ids = await _queue_notifications(
-        conn, incoming.payload, receipt_id, by_key, ids, notify, now=now
-    )
+    outcome.notification_ids = _queue_notifications(conn, incoming.payload, receipt_id, by_key, ids, notify, now=now)
     return outcome
 
 
-async def _link_receipt(conn: AsyncConnection, receipt_id: int, alert_ids: list[int]) -> None:
-    await _insert_rows(conn, receipt_alerts, [{"receipt_id": receipt_id, "alert_id": i} for i in alert_ids])
+def _link_receipt(conn: Connection, receipt_id: int, alert_ids: list[int]) -> None:
+    _insert_rows(conn, receipt_alerts, [{"receipt_id": receipt_id, "alert_id": i} for i in alert_ids])
 
 
-async def _claim_digest(conn: AsyncConnection, digest: str, *, now: datetime, window: timedelta) -> bool:
+def _claim_digest(conn: Connection, digest: str, *, now: datetime, window: timedelta) -> bool:
     """True when this digest was not accepted within the window (and is now claimed by us)."""
     stmt = _insert(conn, receipt_claims).values(digest=digest, claimed_at=now)
     stmt = stmt.on_conflict_do_update(
@@ -123,10 +119,10 @@ async def _claim_digest(conn: AsyncConnection, digest: str, *, now: datetime, wi
         set_={"claimed_at": stmt.excluded.claimed_at},
         where=receipt_claims.c.claimed_at <= now - window,
     ).returning(receipt_claims.c.digest)
-    return (await conn.execute(stmt)).first() is not None
+    return (conn.execute(stmt)).first() is not None
 
 
-async def _insert_receipt(conn: AsyncConnection, incoming: IncomingReceipt, *, now: datetime, duplicate: bool) -> int:
+def _insert_receipt(conn: Connection, incoming: IncomingReceipt, *, now: datetime, duplicate: bool) -> int:
     p = incoming.payload
     stmt = (
         receipts.insert()
@@ -145,7 +141,7 @@ async def _insert_receipt(conn: AsyncConnection, incoming: IncomingReceipt, *, n
         )
         .returning(receipts.c.id)
     )
-    return (await conn.execute(stmt)).scalar_one()
+    return (conn.execute(stmt)).scalar_one()
 
 
 def _alert_row(payload: WebhookPayload, item: IncomingAlert, now: datetime) -> dict[str, Any]:
@@ -174,8 +170,8 @@ def _alert_row(payload: WebhookPayload, item: IncomingAlert, now: datetime) -> d
     }
 
 
-async def _insert_new_alerts(
-    conn: AsyncConnection, payload: WebhookPayload, by_key: dict[tuple[str, datetime], IncomingAlert], *, now: datetime
+def _insert_new_alerts(
+    conn: Connection, payload: WebhookPayload, by_key: dict[tuple[str, datetime], IncomingAlert], *, now: datetime
 ) -> tuple[dict[tuple[str, datetime], int], set[tuple[str, datetime]]]:
     """Insert occurrences not seen before; map every key of the payload to its alert id."""
     rows = [_alert_row(payload, item, now) for item in sorted(by_key.values(), key=lambda i: i.alert.key)]
@@ -186,10 +182,10 @@ async def _insert_new_alerts(
     )
     ids: dict[tuple[str, datetime], int] = {}
     for chunk in _chunks(rows):
-        for row in (await conn.execute(stmt, list(chunk))).all():
+        for row in (conn.execute(stmt, list(chunk))).all():
             ids[(row.fingerprint, row.starts_at)] = row.id
     new_keys = set(ids)
-    await _insert_rows(
+    _insert_rows(
         conn,
         alert_labels,
         [
@@ -201,8 +197,8 @@ async def _insert_new_alerts(
     return ids, new_keys
 
 
-async def _load_states(
-    conn: AsyncConnection, keys: Sequence[tuple[str, datetime]]
+def _load_states(
+    conn: Connection, keys: Sequence[tuple[str, datetime]]
 ) -> dict[tuple[str, datetime], tuple[int, AlertState]]:
     wanted = set(keys)
     found: dict[tuple[str, datetime], tuple[int, AlertState]] = {}
@@ -211,15 +207,15 @@ async def _load_states(
         query = select(
             alerts.c.id, alerts.c.fingerprint, alerts.c.starts_at, alerts.c.status, alerts.c.last_event_at
         ).where(alerts.c.fingerprint.in_(chunk))
-        for row in (await conn.execute(query)).all():
+        for row in (conn.execute(query)).all():
             key = (row.fingerprint, row.starts_at)
             if key in wanted:
                 found[key] = (row.id, AlertState(row.status, row.last_event_at))
     return found
 
 
-async def _apply_transitions(
-    conn: AsyncConnection,
+def _apply_transitions(
+    conn: Connection,
     by_key: dict[tuple[str, datetime], IncomingAlert],
     ids: dict[tuple[str, datetime], int],
     new_keys: set[tuple[str, datetime]],
@@ -233,25 +229,25 @@ async def _apply_transitions(
         decision = decide_alert_event(None, by_key[key].alert.status, now=now, window=window)
         assert decision.event is not None
         changes[key] = (decision.event, decision.reason)
-    existing = await _load_states(conn, [k for k in by_key if k not in new_keys])
+    existing = _load_states(conn, [k for k in by_key if k not in new_keys])
     wanted: dict[EventKind, dict[int, tuple[tuple[str, datetime], str]]] = defaultdict(dict)
     for key, (alert_id, state) in existing.items():
         ids[key] = alert_id
         decision = decide_alert_event(state, by_key[key].alert.status, now=now, window=window)
         if decision.event is not None:
             wanted[decision.event][alert_id] = (key, decision.reason)
-    confirmed = await _resolve(conn, wanted[EventKind.RESOLVED], by_key, now=now)
-    confirmed |= await _repeat(conn, wanted[EventKind.REPEAT], now=now, window=window)
+    confirmed = _resolve(conn, wanted[EventKind.RESOLVED], by_key, now=now)
+    confirmed |= _repeat(conn, wanted[EventKind.REPEAT], now=now, window=window)
     for kind, candidates in wanted.items():
         for alert_id, (key, reason) in candidates.items():
             if alert_id in confirmed:
                 changes[key] = (kind, reason)
-    await _touch(conn, [i for i in (ids[k] for k in existing) if i not in confirmed], now=now)
+    _touch(conn, [i for i in (ids[k] for k in existing) if i not in confirmed], now=now)
     return changes
 
 
-async def _resolve(
-    conn: AsyncConnection,
+def _resolve(
+    conn: Connection,
     candidates: dict[int, tuple[tuple[str, datetime], str]],
     by_key: dict[tuple[str, datetime], IncomingAlert],
     *,
@@ -266,7 +262,7 @@ async def _resolve(
             .values(status="resolved", resolved_at=now, last_event_at=now, last_seen_at=now)
             .returning(alerts.c.id)
         )
-        won |= set((await conn.execute(stmt)).scalars())
+        won |= set((conn.execute(stmt)).scalars())
     details = []
     for alert_id in sorted(won):
         item = by_key[candidates[alert_id][0]]
@@ -279,12 +275,12 @@ async def _resolve(
             .where(alerts.c.id == bindparam("b_id"))
             .values(ends_at=bindparam("b_ends"), annotations=bindparam("b_ann"), links=bindparam("b_links"))
         )
-        await conn.execute(stmt, details)
+        conn.execute(stmt, details)
     return won
 
 
-async def _repeat(
-    conn: AsyncConnection, candidates: dict[int, tuple[tuple[str, datetime], str]], *, now: datetime, window: timedelta
+def _repeat(
+    conn: Connection, candidates: dict[int, tuple[tuple[str, datetime], str]], *, now: datetime, window: timedelta
 ) -> set[int]:
     won: set[int] = set()
     for chunk in _chunks(sorted(candidates)):
@@ -294,22 +290,22 @@ async def _repeat(
             .values(last_event_at=now, last_seen_at=now)
             .returning(alerts.c.id)
         )
-        won |= set((await conn.execute(stmt)).scalars())
+        won |= set((conn.execute(stmt)).scalars())
     return won
 
 
-async def _touch(conn: AsyncConnection, alert_ids: list[int], *, now: datetime) -> None:
+def _touch(conn: Connection, alert_ids: list[int], *, now: datetime) -> None:
     for chunk in _chunks(sorted(alert_ids)):
-        await conn.execute(update(alerts).where(alerts.c.id.in_(chunk)).values(last_seen_at=now))
+        conn.execute(update(alerts).where(alerts.c.id.in_(chunk)).values(last_seen_at=now))
 
 
-async def _insert_rows(conn: AsyncConnection, table, rows: list[dict[str, Any]]) -> None:  # type: ignore[no-untyped-def]
+def _insert_rows(conn: Connection, table, rows: list[dict[str, Any]]) -> None:  # type: ignore[no-untyped-def]
     if rows:
-        await conn.execute(table.insert(), rows)
+        conn.execute(table.insert(), rows)
 
 
-async def _queue_notifications(
-    conn: AsyncConnection,
+def _queue_notifications(
+    conn: Connection,
     payload: WebhookPayload,
     receipt_id: int,
     by_key: dict[tuple[str, datetime], IncomingAlert],
@@ -341,13 +337,13 @@ async def _queue_notifications(
         for channel, recipient in targets
     ]
     stmt = notifications.insert().returning(notifications.c.id, sort_by_parameter_order=True)
-    notification_ids = list((await conn.execute(stmt, rows)).scalars())
+    notification_ids = list((conn.execute(stmt, rows)).scalars())
     links = [
         {"notification_id": nid, "alert_id": ids[key], "kind": notify[key].value}
         for nid, target in zip(notification_ids, targets, strict=True)
         for key in covered[target]
     ]
-    await _insert_rows(conn, notification_alerts, links)
+    _insert_rows(conn, notification_alerts, links)
     return notification_ids
 
 
