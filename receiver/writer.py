@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from receiver.store.ingest import IncomingReceipt, IngestOutcome, IngestPolicy, store_receipt
+from receiver.store.ingest import ConcurrentInsert, IncomingReceipt, IngestOutcome, IngestPolicy, store_batch
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class BatchWriter:
 
     async def _commit(self, batch: list[_Job]) -> None:
         try:
-            results = await self._transaction(batch)
+            results = await self._transaction_with_retry(batch)
         except Exception as exc:  # one bad receipt must not sink the others: retry them one by one
             if len(batch) == 1:
                 log.error("storing receipt failed: %s", _describe(exc))
@@ -94,6 +94,16 @@ class BatchWriter:
             return
         for job, outcome in zip(batch, results, strict=True):
             _settle(job, outcome=outcome)
+
+    async def _transaction_with_retry(self, batch: list[_Job]) -> list[IngestOutcome]:
+        """Another replica storing the same alert at the same moment is normal; reading again resolves it."""
+        for attempt in range(3):
+            try:
+                return await self._transaction(batch)
+            except ConcurrentInsert:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _transaction(self, batch: list[_Job]) -> list[IngestOutcome]:
         receipts = [job.receipt for job in batch]
@@ -109,7 +119,7 @@ class BatchWriter:
             return self._store_all(conn, receipts, now)
 
     def _store_all(self, conn: Connection, receipts: list[IncomingReceipt], now: datetime) -> list[IngestOutcome]:
-        return [store_receipt(conn, receipt, now=now, policy=self._policy) for receipt in receipts]
+        return store_batch(conn, receipts, now=now, policy=self._policy)
 
     async def aclose(self) -> None:
         if self._sqlite_engine is not None:

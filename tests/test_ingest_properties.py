@@ -18,7 +18,7 @@ from receiver.ingest import Preparer, ingest_policy
 from receiver.schemas import WebhookPayload
 from receiver.store import migrate
 from receiver.store.engine import create_engine
-from receiver.store.ingest import store_receipt
+from receiver.store.ingest import store_batch, store_receipt
 from receiver.store.tables import alerts, events
 from tests.support import make_alert, make_payload
 
@@ -38,18 +38,23 @@ def _payloads(specs: list[tuple[str, int, str]]) -> list[dict]:
     return [make_payload(firing), make_payload(later)]
 
 
-async def _history(raw_payloads: list[dict]) -> tuple[list, list]:
-    """Ingest payloads one receipt per transaction into a new SQLite file; return alert states and events."""
+async def _history(raw_payloads: list[dict], *, one_batch: bool = False) -> tuple[list, list]:
+    """Ingest payloads (one receipt per transaction, or all in one batch) into a new SQLite file;
+    return alert states and events."""
     with tempfile.TemporaryDirectory() as tmp:
         engine = create_engine(f"sqlite+aiosqlite:///{Path(tmp) / 'p.db'}", sqlite_synchronous="OFF")
         s = Settings(database_url="sqlite://")
         preparer = Preparer.from_settings(s, ModelCatalog([]))
         try:
             await migrate.upgrade(engine)
-            for raw in raw_payloads:
+            incoming = [preparer.prepare(WebhookPayload.model_validate(raw)) for raw in raw_payloads]
+            now, policy = T0 + timedelta(hours=1), ingest_policy(s)
+            if one_batch:
                 async with engine.begin() as conn:
-                    incoming = preparer.prepare(WebhookPayload.model_validate(raw))
-                    await conn.run_sync(store_receipt, incoming, now=T0 + timedelta(hours=1), policy=ingest_policy(s))
+                    await conn.run_sync(store_batch, incoming, now=now, policy=policy)
+            for receipt in [] if one_batch else incoming:
+                async with engine.begin() as conn:
+                    await conn.run_sync(store_receipt, receipt, now=now, policy=policy)
             async with engine.connect() as conn:
                 states = (
                     await conn.execute(
@@ -85,3 +90,11 @@ def test_alert_order_inside_a_payload_does_not_matter(specs: list[tuple[str, int
     sends = _payloads(specs)
     shuffled = [dict(p, alerts=rnd.sample(p["alerts"], len(p["alerts"]))) for p in sends]
     assert asyncio.run(_history(sends)) == asyncio.run(_history(shuffled))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(alert_specs, st.integers(1, 3))
+def test_one_group_commit_equals_one_transaction_per_receipt(specs: list[tuple[str, int, str]], copies: int) -> None:
+    # HA copies of each send, all arriving in one group commit, as they do in a storm.
+    sends = [p for p in _payloads(specs) for _ in range(copies)]
+    assert asyncio.run(_history(sends, one_batch=True)) == asyncio.run(_history(sends))

@@ -1,9 +1,13 @@
-"""The write path: one receipt, its alerts, their events and the outbox rows, in the caller's transaction.
+"""The write path: a batch of receipts, their alerts, events and outbox rows, in one transaction.
 
-Every decision that must hold across processes is a statement the database arbitrates:
-the receipt claim is an upsert on a unique digest, new occurrences are `INSERT ... ON CONFLICT DO
-NOTHING` on (fingerprint, starts_at), and state changes are `UPDATE ... WHERE status = 'firing'
-RETURNING id`, so two replicas that race on the same alert record its event once.
+Each statement covers the whole batch (set-based), so a group commit of many webhooks costs a handful of
+statements. Every decision that must hold across processes is still one the database arbitrates: the
+receipt claim is an upsert on a unique digest, new occurrences are `INSERT ... ON CONFLICT DO NOTHING`
+on (fingerprint, starts_at), and state changes are `UPDATE ... WHERE status = 'firing' RETURNING id`,
+so two replicas racing on the same alert record its event once.
+
+Within a batch, receipts are applied in arrival order against an in-memory copy of the alerts' states,
+which gives the same result as one transaction per receipt.
 """
 
 from __future__ import annotations
@@ -14,15 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from receiver.dedup import AlertState, EventKind, decide_alert_event
 from receiver.schemas import WebhookAlert, WebhookPayload
+from receiver.store import alert_writes
+from receiver.store.alert_writes import Key, dialect_insert
 from receiver.store.tables import (
     alert_labels,
-    alerts,
     events,
     notification_alerts,
     notifications,
@@ -30,8 +33,6 @@ from receiver.store.tables import (
     receipt_claims,
     receipts,
 )
-
-_CHUNK = 500  # rows per IN (...) list: well inside SQLite's and asyncpg's parameter limits
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class IncomingReceipt:
     digest: str
     alerts: Sequence[IncomingAlert]
 
+    def by_key(self) -> dict[Key, IncomingAlert]:
+        """The payload's alerts by occurrence; an alert repeated inside one payload counts once."""
+        return {item.alert.key: item for item in self.alerts}
+
 
 @dataclass
 class IngestOutcome:
@@ -68,85 +73,102 @@ class IngestPolicy:
     notify_kinds: frozenset[EventKind]
 
 
-def _insert(conn: Connection, table):  # type: ignore[no-untyped-def]
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+class ConcurrentInsert(Exception):
+    """Another writer stored an occurrence between our read and our insert; retry the receipts alone."""
 
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+@dataclass
+class _Change:
+    """One event decided for one receipt."""
+
+    receipt: int  # index in the batch
+    key: Key
+    kind: EventKind
+    reason: str
+
+
+@dataclass
+class _Plan:
+    """What a batch writes, decided in memory before the statements run."""
+
+    new_rows: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    changes: list[_Change] = field(default_factory=list)
+    resolve_details: dict[Key, dict[str, Any]] = field(default_factory=dict)  # existing alerts resolving
+    repeats: set[Key] = field(default_factory=set)  # existing alerts with a reminder
 
 
 def store_receipt(conn: Connection, incoming: IncomingReceipt, *, now: datetime, policy: IngestPolicy) -> IngestOutcome:
-    """Record one webhook delivery and everything it changes; returns what happened."""
-    fresh = _claim_digest(conn, incoming.digest, now=now, window=policy.window)
-    receipt_id = _insert_receipt(conn, incoming, now=now, duplicate=not fresh)
-    outcome = IngestOutcome(receipt_id=receipt_id, duplicate=not fresh)
-    by_key = {item.alert.key: item for item in incoming.alerts}  # a repeated alert counts once
-    if not fresh:
-        # Nothing changes, but the alerts' history shows this delivery too (HA peers, retries).
-        known = _load_states(conn, list(by_key))
-        _link_receipt(conn, receipt_id, [alert_id for alert_id, _ in known.values()])
-        return outcome
-    ids, new_keys = _insert_new_alerts(conn, incoming.payload, by_key, now=now)
-    changes = _apply_transitions(conn, by_key, ids, new_keys, now=now, window=policy.window)
-    outcome.alert_ids = list(ids.values())
-    _link_receipt(conn, receipt_id, list(ids.values()))
-    _insert_rows(
-        conn,
-        events,
-        [
-            {"alert_id": ids[key], "receipt_id": receipt_id, "kind": kind.value, "reason": reason, "at": now}
-            for key, (kind, reason) in changes.items()
-        ],
-    )
-    outcome.events.update(kind.value for kind, _ in changes.values())
-    notify = {key: kind for key, (kind, _) in changes.items() if kind in policy.notify_kinds}
-    outcome.notification_ids = _queue_notifications(conn, incoming.payload, receipt_id, by_key, ids, notify, now=now)
-    return outcome
+    """Record one webhook delivery (a batch of one)."""
+    return store_batch(conn, [incoming], now=now, policy=policy)[0]
 
 
-def _link_receipt(conn: Connection, receipt_id: int, alert_ids: list[int]) -> None:
-    _insert_rows(conn, receipt_alerts, [{"receipt_id": receipt_id, "alert_id": i} for i in alert_ids])
+def store_batch(
+    conn: Connection, batch: Sequence[IncomingReceipt], *, now: datetime, policy: IngestPolicy
+) -> list[IngestOutcome]:
+    """Record webhook deliveries in arrival order; returns what happened to each."""
+    fresh = _claim(conn, batch, now=now, window=policy.window)
+    receipt_ids = _insert_receipts(conn, batch, fresh, now=now)
+    outcomes = [IngestOutcome(receipt_id=rid, duplicate=not f) for rid, f in zip(receipt_ids, fresh, strict=True)]
+    keyed = [r.by_key() for r in batch]
+    existing = alert_writes.load_states(conn, {key for keys in keyed for key in keys})
+    plan = _plan(batch, keyed, fresh, existing, now=now, window=policy.window)
+    ids = {key: alert_id for key, (alert_id, _) in existing.items()}
+    inserted = alert_writes.insert_new(conn, list(plan.new_rows.values()))
+    if len(inserted) != len(plan.new_rows):
+        raise ConcurrentInsert("an alert occurrence was stored concurrently")
+    ids.update(inserted)
+    confirmed = _apply_transitions(conn, plan, ids, now=now, window=policy.window)
+    changes = [c for c in plan.changes if c.key in inserted or ids[c.key] in confirmed[c.kind]]
+    _write_rows(conn, batch, keyed, receipt_ids, inserted, ids, changes, now=now)
+    for change in changes:
+        outcomes[change.receipt].events[change.kind.value] += 1
+    for outcome, keys in zip(outcomes, keyed, strict=True):
+        outcome.alert_ids = [ids[k] for k in keys if k in ids] if not outcome.duplicate else []
+    notified = [c for c in changes if c.kind in policy.notify_kinds]
+    for index, nid in _queue_notifications(conn, batch, keyed, receipt_ids, ids, notified, now=now):
+        outcomes[index].notification_ids.append(nid)
+    return outcomes
 
 
-def _claim_digest(conn: Connection, digest: str, *, now: datetime, window: timedelta) -> bool:
-    """True when this digest was not accepted within the window (and is now claimed by us)."""
-    stmt = _insert(conn, receipt_claims).values(digest=digest, claimed_at=now)
+def _claim(conn: Connection, batch: Sequence[IncomingReceipt], *, now: datetime, window: timedelta) -> list[bool]:
+    """Which receipts are new: the first of each digest, when no claim on it is younger than the window."""
+    digests = list(dict.fromkeys(r.digest for r in batch))
+    stmt = dialect_insert(conn, receipt_claims)
     stmt = stmt.on_conflict_do_update(
         index_elements=[receipt_claims.c.digest],
         set_={"claimed_at": stmt.excluded.claimed_at},
         where=receipt_claims.c.claimed_at <= now - window,
     ).returning(receipt_claims.c.digest)
-    return (conn.execute(stmt)).first() is not None
+    claimed = set(conn.execute(stmt, [{"digest": d, "claimed_at": now} for d in digests]).scalars())
+    first: dict[str, int] = {}
+    return [r.digest in claimed and first.setdefault(r.digest, i) == i for i, r in enumerate(batch)]
 
 
-def _insert_receipt(conn: Connection, incoming: IncomingReceipt, *, now: datetime, duplicate: bool) -> int:
-    p = incoming.payload
-    stmt = (
-        receipts.insert()
-        .values(
-            received_at=now,
-            receiver=p.receiver,
-            group_key=p.group_key,
-            status=p.status,
-            digest=incoming.digest,
-            duplicate=duplicate,
-            alert_count=len(p.alerts),
-            truncated_alerts=p.truncated_alerts,
-            notification_reason=p.notification_reason,
-            external_url=p.external_url,
-            group_labels=p.group_labels,
-        )
-        .returning(receipts.c.id)
-    )
-    return (conn.execute(stmt)).scalar_one()
+def _insert_receipts(
+    conn: Connection, batch: Sequence[IncomingReceipt], fresh: list[bool], *, now: datetime
+) -> list[int]:
+    rows = [
+        {
+            "received_at": now,
+            "receiver": r.payload.receiver,
+            "group_key": r.payload.group_key,
+            "status": r.payload.status,
+            "digest": r.digest,
+            "duplicate": not is_fresh,
+            "alert_count": len(r.payload.alerts),
+            "truncated_alerts": r.payload.truncated_alerts,
+            "notification_reason": r.payload.notification_reason,
+            "external_url": r.payload.external_url,
+            "group_labels": r.payload.group_labels,
+        }
+        for r, is_fresh in zip(batch, fresh, strict=True)
+    ]
+    stmt = receipts.insert().returning(receipts.c.id, sort_by_parameter_order=True)
+    return list(conn.execute(stmt, rows).scalars())
 
 
 def _alert_row(payload: WebhookPayload, item: IncomingAlert, now: datetime) -> dict[str, Any]:
     a = item.alert
-    resolved = a.status == "resolved"
     return {
         "fingerprint": a.fingerprint,
         "starts_at": a.starts_at,
@@ -164,161 +186,110 @@ def _alert_row(payload: WebhookPayload, item: IncomingAlert, now: datetime) -> d
         "first_seen_at": now,
         "last_seen_at": now,
         "last_event_at": now,
-        "resolved_at": now if resolved else None,
+        "resolved_at": now if a.status == "resolved" else None,
         "model_info": item.model_info,
         "links": item.links,
     }
 
 
-def _insert_new_alerts(
-    conn: Connection, payload: WebhookPayload, by_key: dict[tuple[str, datetime], IncomingAlert], *, now: datetime
-) -> tuple[dict[tuple[str, datetime], int], set[tuple[str, datetime]]]:
-    """Insert occurrences not seen before; map every key of the payload to its alert id."""
-    rows = [_alert_row(payload, item, now) for item in sorted(by_key.values(), key=lambda i: i.alert.key)]
-    stmt = (
-        _insert(conn, alerts)
-        .on_conflict_do_nothing(index_elements=[alerts.c.fingerprint, alerts.c.starts_at])
-        .returning(alerts.c.id, alerts.c.fingerprint, alerts.c.starts_at)
-    )
-    ids: dict[tuple[str, datetime], int] = {}
-    for chunk in _chunks(rows):
-        for row in (conn.execute(stmt, list(chunk))).all():
-            ids[(row.fingerprint, row.starts_at)] = row.id
-    new_keys = set(ids)
-    _insert_rows(
-        conn,
-        alert_labels,
-        [
-            {"alert_id": ids[key], "name": name, "value": value}
-            for key in new_keys
-            for name, value in by_key[key].alert.labels.items()
-        ],
-    )
-    return ids, new_keys
-
-
-def _load_states(
-    conn: Connection, keys: Sequence[tuple[str, datetime]]
-) -> dict[tuple[str, datetime], tuple[int, AlertState]]:
-    wanted = set(keys)
-    found: dict[tuple[str, datetime], tuple[int, AlertState]] = {}
-    fingerprints = sorted({fp for fp, _ in keys})
-    for chunk in _chunks(fingerprints):
-        query = select(
-            alerts.c.id, alerts.c.fingerprint, alerts.c.starts_at, alerts.c.status, alerts.c.last_event_at
-        ).where(alerts.c.fingerprint.in_(chunk))
-        for row in (conn.execute(query)).all():
-            key = (row.fingerprint, row.starts_at)
-            if key in wanted:
-                found[key] = (row.id, AlertState(row.status, row.last_event_at))
-    return found
-
-
-def _apply_transitions(
-    conn: Connection,
-    by_key: dict[tuple[str, datetime], IncomingAlert],
-    ids: dict[tuple[str, datetime], int],
-    new_keys: set[tuple[str, datetime]],
+def _plan(
+    batch: Sequence[IncomingReceipt],
+    keyed: list[dict[Key, IncomingAlert]],
+    fresh: list[bool],
+    existing: dict[Key, tuple[int, AlertState]],
     *,
     now: datetime,
     window: timedelta,
-) -> dict[tuple[str, datetime], tuple[EventKind, str]]:
-    """Decide each alert's event; for existing ones, let a guarded UPDATE confirm it."""
-    changes: dict[tuple[str, datetime], tuple[EventKind, str]] = {}
-    for key in new_keys:
-        decision = decide_alert_event(None, by_key[key].alert.status, now=now, window=window)
-        assert decision.event is not None
-        changes[key] = (decision.event, decision.reason)
-    existing = _load_states(conn, [k for k in by_key if k not in new_keys])
-    wanted: dict[EventKind, dict[int, tuple[tuple[str, datetime], str]]] = defaultdict(dict)
-    for key, (alert_id, state) in existing.items():
-        ids[key] = alert_id
-        decision = decide_alert_event(state, by_key[key].alert.status, now=now, window=window)
-        if decision.event is not None:
-            wanted[decision.event][alert_id] = (key, decision.reason)
-    confirmed = _resolve(conn, wanted[EventKind.RESOLVED], by_key, now=now)
-    confirmed |= _repeat(conn, wanted[EventKind.REPEAT], now=now, window=window)
-    for kind, candidates in wanted.items():
-        for alert_id, (key, reason) in candidates.items():
-            if alert_id in confirmed:
-                changes[key] = (kind, reason)
-    _touch(conn, [i for i in (ids[k] for k in existing) if i not in confirmed], now=now)
-    return changes
+) -> _Plan:
+    """Apply the fresh receipts in order to an in-memory copy of the states; decide every event."""
+    plan = _Plan()
+    states: dict[Key, AlertState] = {key: state for key, (_, state) in existing.items()}
+    for index, (receipt, by_key) in enumerate(zip(batch, keyed, strict=True)):
+        if not fresh[index]:
+            continue
+        for key in sorted(by_key):
+            item = by_key[key]
+            decision = decide_alert_event(states.get(key), item.alert.status, now=now, window=window)
+            if key not in states:
+                plan.new_rows[key] = _alert_row(receipt.payload, item, now)
+            elif decision.event is EventKind.RESOLVED and key in plan.new_rows:
+                plan.new_rows[key].update(_alert_row(receipt.payload, item, now), first_seen_at=now)
+            elif decision.event is EventKind.RESOLVED:
+                a = item.alert
+                plan.resolve_details[key] = {"b_ends": a.ends_at, "b_ann": a.annotations, "b_links": item.links}
+            elif decision.event is EventKind.REPEAT and key not in plan.new_rows:
+                plan.repeats.add(key)
+            if decision.event is not None:
+                plan.changes.append(_Change(index, key, decision.event, decision.reason))
+                states[key] = AlertState("resolved" if decision.event is EventKind.RESOLVED else "firing", now)
+            elif key not in states:
+                states[key] = AlertState(item.alert.status, now)
+    return plan
 
 
-def _resolve(
+def _apply_transitions(
+    conn: Connection, plan: _Plan, ids: dict[Key, int], *, now: datetime, window: timedelta
+) -> dict[EventKind, set[int]]:
+    """Run the guarded updates for alerts that existed before the batch; the ids each one changed."""
+    repeated = alert_writes.repeat(conn, (ids[k] for k in plan.repeats), now=now, window=window)
+    details = {ids[key]: values for key, values in plan.resolve_details.items()}
+    resolved = alert_writes.resolve(conn, details, now=now)
+    changed_keys = plan.repeats | set(plan.resolve_details) | set(plan.new_rows)
+    alert_writes.touch(conn, (i for k, i in ids.items() if k not in changed_keys), now=now)
+    return {EventKind.REPEAT: repeated, EventKind.RESOLVED: resolved, EventKind.FIRING: set()}
+
+
+def _write_rows(
     conn: Connection,
-    candidates: dict[int, tuple[tuple[str, datetime], str]],
-    by_key: dict[tuple[str, datetime], IncomingAlert],
+    batch: Sequence[IncomingReceipt],
+    keyed: list[dict[Key, IncomingAlert]],
+    receipt_ids: list[int],
+    inserted: dict[Key, int],
+    ids: dict[Key, int],
+    changes: list[_Change],
     *,
     now: datetime,
-) -> set[int]:
-    """Mark firing alerts resolved; only rows still firing count (another replica may have won)."""
-    won: set[int] = set()
-    for chunk in _chunks(sorted(candidates)):
-        stmt = (
-            update(alerts)
-            .where(and_(alerts.c.id.in_(chunk), alerts.c.status == "firing"))
-            .values(status="resolved", resolved_at=now, last_event_at=now, last_seen_at=now)
-            .returning(alerts.c.id)
-        )
-        won |= set((conn.execute(stmt)).scalars())
-    details = []
-    for alert_id in sorted(won):
-        item = by_key[candidates[alert_id][0]]
-        details.append(
-            {"b_id": alert_id, "b_ends": item.alert.ends_at, "b_ann": item.alert.annotations, "b_links": item.links}
-        )
-    if details:
-        stmt = (
-            update(alerts)
-            .where(alerts.c.id == bindparam("b_id"))
-            .values(ends_at=bindparam("b_ends"), annotations=bindparam("b_ann"), links=bindparam("b_links"))
-        )
-        conn.execute(stmt, details)
-    return won
+) -> None:
+    """Labels of new alerts, receipt links (duplicates too) and events."""
+    labels = [
+        {"alert_id": alert_id, "name": name, "value": value}
+        for key, alert_id in inserted.items()
+        for name, value in _labels_of(key, batch, keyed).items()
+    ]
+    links = [
+        {"receipt_id": receipt_ids[i], "alert_id": ids[key]}
+        for i, keys in enumerate(keyed)
+        for key in keys
+        if key in ids
+    ]
+    event_rows = [
+        {"alert_id": ids[c.key], "receipt_id": receipt_ids[c.receipt], "kind": c.kind, "reason": c.reason, "at": now}
+        for c in changes
+    ]
+    for table, rows in ((alert_labels, labels), (receipt_alerts, links), (events, event_rows)):
+        if rows:
+            conn.execute(table.insert(), rows)
 
 
-def _repeat(
-    conn: Connection, candidates: dict[int, tuple[tuple[str, datetime], str]], *, now: datetime, window: timedelta
-) -> set[int]:
-    won: set[int] = set()
-    for chunk in _chunks(sorted(candidates)):
-        stmt = (
-            update(alerts)
-            .where(and_(alerts.c.id.in_(chunk), alerts.c.status == "firing", alerts.c.last_event_at <= now - window))
-            .values(last_event_at=now, last_seen_at=now)
-            .returning(alerts.c.id)
-        )
-        won |= set((conn.execute(stmt)).scalars())
-    return won
-
-
-def _touch(conn: Connection, alert_ids: list[int], *, now: datetime) -> None:
-    for chunk in _chunks(sorted(alert_ids)):
-        conn.execute(update(alerts).where(alerts.c.id.in_(chunk)).values(last_seen_at=now))
-
-
-def _insert_rows(conn: Connection, table, rows: list[dict[str, Any]]) -> None:  # type: ignore[no-untyped-def]
-    if rows:
-        conn.execute(table.insert(), rows)
+def _labels_of(key: Key, batch: Sequence[IncomingReceipt], keyed: list[dict[Key, IncomingAlert]]) -> dict[str, str]:
+    return next(keys[key].alert.labels for keys in keyed if key in keys)
 
 
 def _queue_notifications(
     conn: Connection,
-    payload: WebhookPayload,
-    receipt_id: int,
-    by_key: dict[tuple[str, datetime], IncomingAlert],
-    ids: dict[tuple[str, datetime], int],
-    notify: dict[tuple[str, datetime], EventKind],
+    batch: Sequence[IncomingReceipt],
+    keyed: list[dict[Key, IncomingAlert]],
+    receipt_ids: list[int],
+    ids: dict[Key, int],
+    notified: list[_Change],
     *,
     now: datetime,
-) -> list[int]:
-    """One outbox row per (channel, recipient) covering all of that recipient's changed alerts."""
-    covered: dict[tuple[str, str], list[tuple[str, datetime]]] = defaultdict(list)
-    for key in sorted(notify):
-        for target in by_key[key].recipients:
-            covered[target].append(key)
+) -> list[tuple[int, int]]:
+    """One outbox row per (receipt, channel, recipient) covering all of that recipient's changed alerts."""
+    covered: dict[tuple[int, str, str], list[_Change]] = defaultdict(list)
+    for change in notified:
+        for channel, recipient in keyed[change.receipt][change.key].recipients:
+            covered[(change.receipt, channel, recipient)].append(change)
     if not covered:
         return []
     targets = sorted(covered)
@@ -326,32 +297,32 @@ def _queue_notifications(
         {
             "channel": channel,
             "recipient": recipient,
-            "kind": _message_kind(notify[k] for k in covered[(channel, recipient)]),
-            "group_key": payload.group_key,
-            "receipt_id": receipt_id,
+            "kind": _message_kind(c.kind for c in covered[(index, channel, recipient)]),
+            "group_key": batch[index].payload.group_key,
+            "receipt_id": receipt_ids[index],
             "status": "pending",
             "attempts": 0,
             "next_attempt_at": now,
             "created_at": now,
         }
-        for channel, recipient in targets
+        for index, channel, recipient in targets
     ]
     stmt = notifications.insert().returning(notifications.c.id, sort_by_parameter_order=True)
-    notification_ids = list((conn.execute(stmt, rows)).scalars())
+    notification_ids = list(conn.execute(stmt, rows).scalars())
     links = [
-        {"notification_id": nid, "alert_id": ids[key], "kind": notify[key].value}
+        {"notification_id": nid, "alert_id": ids[c.key], "kind": c.kind.value}
         for nid, target in zip(notification_ids, targets, strict=True)
-        for key in covered[target]
+        for c in covered[target]
     ]
-    _insert_rows(conn, notification_alerts, links)
-    return notification_ids
+    conn.execute(notification_alerts.insert(), links)
+    return [(target[0], nid) for target, nid in zip(targets, notification_ids, strict=True)]
 
 
 def _message_kind(kinds: Iterable[EventKind]) -> str:
     """A message is 'resolved' only when everything it reports resolved; otherwise it is about firing."""
-    kinds = set(kinds)
-    if kinds == {EventKind.RESOLVED}:
+    found = set(kinds)
+    if found == {EventKind.RESOLVED}:
         return "resolved"
-    if kinds == {EventKind.REPEAT}:
+    if found == {EventKind.REPEAT}:
         return "repeat"
     return "firing"

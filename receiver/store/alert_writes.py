@@ -1,0 +1,101 @@
+"""Statements on the alerts table for the write path: states, new occurrences, guarded transitions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from receiver.dedup import AlertState
+from receiver.store.tables import alerts
+
+Key = tuple[str, datetime]  # (fingerprint, startsAt): one occurrence
+CHUNK = 500  # rows per IN (...) list: well inside SQLite's and asyncpg's parameter limits
+
+
+def dialect_insert(conn: Connection, table):  # type: ignore[no-untyped-def]
+    """INSERT with ON CONFLICT support for the connection's dialect."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def load_states(conn: Connection, keys: Iterable[Key]) -> dict[Key, tuple[int, AlertState]]:
+    """Id and state of the occurrences among `keys` that are already stored."""
+    wanted = set(keys)
+    found: dict[Key, tuple[int, AlertState]] = {}
+    query = select(
+        alerts.c.id, alerts.c.fingerprint, alerts.c.starts_at, alerts.c.status, alerts.c.last_event_at
+    ).where(alerts.c.fingerprint.in_(bindparam("fps", expanding=True)))
+    for chunk in chunks(sorted({fp for fp, _ in wanted})):
+        for row in conn.execute(query, {"fps": list(chunk)}).all():
+            key = (row.fingerprint, row.starts_at)
+            if key in wanted:
+                found[key] = (row.id, AlertState(row.status, row.last_event_at))
+    return found
+
+
+def insert_new(conn: Connection, rows: list[dict[str, Any]]) -> dict[Key, int]:
+    """Insert occurrences; returns ids of those inserted (a key another writer stored first is absent)."""
+    stmt = (
+        dialect_insert(conn, alerts)
+        .on_conflict_do_nothing(index_elements=[alerts.c.fingerprint, alerts.c.starts_at])
+        .returning(alerts.c.id, alerts.c.fingerprint, alerts.c.starts_at)
+    )
+    ids: dict[Key, int] = {}
+    for chunk in chunks(rows):
+        for row in conn.execute(stmt, list(chunk)).all():
+            ids[(row.fingerprint, row.starts_at)] = row.id
+    return ids
+
+
+def resolve(conn: Connection, details: dict[int, dict[str, Any]], *, now: datetime) -> set[int]:
+    """Mark firing alerts resolved; only rows still firing count (another replica may have won).
+
+    `details` maps alert id to its ends_at, annotations and links from the resolving payload.
+    """
+    won: set[int] = set()
+    for chunk in chunks(sorted(details)):
+        stmt = (
+            update(alerts)
+            .where(and_(alerts.c.id.in_(chunk), alerts.c.status == "firing"))
+            .values(status="resolved", resolved_at=now, last_event_at=now, last_seen_at=now)
+            .returning(alerts.c.id)
+        )
+        won |= set(conn.execute(stmt).scalars())
+    if won:
+        stmt = (
+            update(alerts)
+            .where(alerts.c.id == bindparam("b_id"))
+            .values(ends_at=bindparam("b_ends"), annotations=bindparam("b_ann"), links=bindparam("b_links"))
+        )
+        conn.execute(stmt, [{"b_id": i, **details[i]} for i in sorted(won)])
+    return won
+
+
+def repeat(conn: Connection, alert_ids: Iterable[int], *, now: datetime, window: timedelta) -> set[int]:
+    """Record a reminder for still-firing alerts whose last event is older than the window."""
+    won: set[int] = set()
+    for chunk in chunks(sorted(alert_ids)):
+        stmt = (
+            update(alerts)
+            .where(and_(alerts.c.id.in_(chunk), alerts.c.status == "firing", alerts.c.last_event_at <= now - window))
+            .values(last_event_at=now, last_seen_at=now)
+            .returning(alerts.c.id)
+        )
+        won |= set(conn.execute(stmt).scalars())
+    return won
+
+
+def touch(conn: Connection, alert_ids: Iterable[int], *, now: datetime) -> None:
+    """Note that a receipt mentioned these alerts (retention keeps what is still being sent)."""
+    for chunk in chunks(sorted(alert_ids)):
+        conn.execute(update(alerts).where(alerts.c.id.in_(chunk)).values(last_seen_at=now))
