@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -30,16 +30,14 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
 
 def load_states(conn: Connection, keys: Iterable[Key]) -> dict[Key, tuple[int, AlertState]]:
     """Id and state of the occurrences among `keys` that are already stored."""
-    wanted = set(keys)
     found: dict[Key, tuple[int, AlertState]] = {}
+    # By (fingerprint, startsAt) pairs, not by fingerprint: a flapping alert has many occurrences.
     query = select(
         alerts.c.id, alerts.c.fingerprint, alerts.c.starts_at, alerts.c.status, alerts.c.last_event_at
-    ).where(alerts.c.fingerprint.in_(bindparam("fps", expanding=True)))
-    for chunk in chunks(sorted({fp for fp, _ in wanted})):
-        for row in conn.execute(query, {"fps": list(chunk)}).all():
-            key = (row.fingerprint, row.starts_at)
-            if key in wanted:
-                found[key] = (row.id, AlertState(row.status, row.last_event_at))
+    ).where(tuple_(alerts.c.fingerprint, alerts.c.starts_at).in_(bindparam("keys", expanding=True)))
+    for chunk in chunks(sorted(set(keys))):
+        for row in conn.execute(query, {"keys": list(chunk)}).all():
+            found[(row.fingerprint, row.starts_at)] = (row.id, AlertState(row.status, row.last_event_at))
     return found
 
 
