@@ -259,3 +259,15 @@ def test_model_info_is_the_entry_without_dashboard_and_with_the_alerts_version()
     }
     assert "version" not in model_info(FRAUD, {"model": "fraud-detector"}, "model_version")  # type: ignore[operator]
     assert model_info(None, labels, "model_version") is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["plain", "a b&c=d/e?f#g", 'x"y\\z', "ünïcode 🚨", "%2F+", "", "~._-", "\n\t\x00", '{a="b", c=~"d|e"}'],
+)
+def test_url_quote_matches_urllib(value: str) -> None:
+    from urllib.parse import quote
+
+    from receiver.enrich import url_quote
+
+    assert url_quote(value) == quote(value, safe="")
