@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, not_, select
+from sqlalchemy import ColumnElement, Table, and_, exists, func, not_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.matchers import Matcher
@@ -89,7 +89,14 @@ async def list_alerts(
     conds = await _conditions(conn, f)
     if before_id is not None:
         conds.append(alerts.c.id < before_id)
-    query = select(alerts).where(and_(True, *conds)).order_by(alerts.c.id.desc()).limit(limit + 1)
+    return await newest_first(conn, alerts, conds, limit=limit)
+
+
+async def newest_first(
+    conn: AsyncConnection, table: Table, conds: list[ColumnElement[bool]], *, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A keyset page: rows newest first, and the id to continue before (None on the last page)."""
+    query = select(table).where(and_(True, *conds)).order_by(table.c.id.desc()).limit(limit + 1)
     rows = [dict(r._mapping) for r in (await conn.execute(query)).all()]
     more = len(rows) > limit
     rows = rows[:limit]
@@ -137,11 +144,7 @@ async def list_receipts(
         conds.append(receipts.c.duplicate == duplicate)
     if group_key is not None:
         conds.append(receipts.c.group_key == group_key)
-    query = select(receipts).where(and_(True, *conds)).order_by(receipts.c.id.desc()).limit(limit + 1)
-    rows = [dict(r._mapping) for r in (await conn.execute(query)).all()]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (rows[-1]["id"] if more and rows else None)
+    return await newest_first(conn, receipts, conds, limit=limit)
 
 
 async def model_counts(conn: AsyncConnection) -> dict[str, dict[str, int]]:

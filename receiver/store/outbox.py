@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from receiver.store.history import newest_first
 from receiver.store.tables import alerts, notification_alerts, notifications
 
 _n2 = notifications.alias("earlier")
@@ -168,14 +169,11 @@ async def list_notifications(
         )
     if before_id is not None:
         conds.append(n.c.id < before_id)
-    query = select(n).where(and_(True, *conds)).order_by(n.c.id.desc()).limit(limit + 1)
-    rows = [dict(r._mapping) for r in (await conn.execute(query)).all()]
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, last = await newest_first(conn, n, conds, limit=limit)
     ids = await alert_ids_of(conn, [r["id"] for r in rows])
     for row in rows:
         row["alert_ids"] = ids[row["id"]]
-    return rows, (rows[-1]["id"] if more and rows else None)
+    return rows, last
 
 
 async def pending_stats(conn: AsyncConnection) -> tuple[int, datetime | None]:
