@@ -119,7 +119,7 @@ def store_batch(
     ids.update(inserted)
     confirmed = _apply_transitions(conn, plan, ids, now=now, window=policy.window)
     changes = [c for c in plan.changes if c.key in inserted or ids[c.key] in confirmed[c.kind]]
-    _write_rows(conn, batch, keyed, receipt_ids, inserted, ids, changes, now=now)
+    _write_rows(conn, plan, keyed, receipt_ids, inserted, ids, changes, now=now)
     for change in changes:
         outcomes[change.receipt].events[change.kind.value] += 1
     for outcome, keys in zip(outcomes, keyed, strict=True):
@@ -241,7 +241,7 @@ def _apply_transitions(
 
 def _write_rows(
     conn: Connection,
-    batch: Sequence[IncomingReceipt],
+    plan: _Plan,
     keyed: list[dict[Key, IncomingAlert]],
     receipt_ids: list[int],
     inserted: dict[Key, int],
@@ -254,7 +254,7 @@ def _write_rows(
     labels = [
         {"alert_id": alert_id, "name": name, "value": value}
         for key, alert_id in inserted.items()
-        for name, value in _labels_of(key, batch, keyed).items()
+        for name, value in plan.new_rows[key]["labels"].items()
     ]
     links = [
         {"receipt_id": receipt_ids[i], "alert_id": ids[key]}
@@ -269,10 +269,6 @@ def _write_rows(
     for table, rows in ((alert_labels, labels), (receipt_alerts, links), (events, event_rows)):
         if rows:
             conn.execute(table.insert(), rows)
-
-
-def _labels_of(key: Key, batch: Sequence[IncomingReceipt], keyed: list[dict[Key, IncomingAlert]]) -> dict[str, str]:
-    return next(keys[key].alert.labels for keys in keyed if key in keys)
 
 
 def _queue_notifications(
