@@ -64,3 +64,30 @@ def test_unreadable_config_is_a_clear_error(tmp_path: Path) -> None:
     done = _cli("serve", "--config", str(tmp_path / "missing.yaml"), cwd=tmp_path)
     assert done.returncode == 2
     assert "cannot read config file" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_send_test_posts_a_sample_alert(tmp_path: Path) -> None:
+    with running_receiver(env=receiver_env(RECEIVER_WEBHOOK_TOKEN="t0k"), cwd=tmp_path) as (base, _):
+        refused = _cli("send-test", "--url", f"{base}/webhook", cwd=tmp_path)
+        assert refused.returncode == 1 and "401" in refused.stdout
+        sent = _cli("send-test", "--url", f"{base}/webhook", "--token", "t0k", cwd=tmp_path)
+        assert sent.returncode == 0 and '"firing":1' in sent.stdout
+        items = httpx.get(f"{base}/api/v1/alerts").json()["items"]
+        assert [a["labels"]["job"] for a in items] == ["service-a"]
+    unreachable = _cli("send-test", "--url", "http://127.0.0.1:9/webhook", cwd=tmp_path)
+    assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
+
+
+def test_render_prints_each_recipients_message_without_sending(tmp_path: Path) -> None:
+    from tests.support import FIXTURES, REPO
+
+    done = _cli(
+        "render", "--payload", str(FIXTURES / "ha-duplicate-peer-a.json"),
+        "--config", str(REPO / "receiver.example.yaml"), "--blocks", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "=== slack → alice@example.com" in done.stdout
+    assert "=== email → alice@example.com" in done.stdout
+    assert "[FIRING:3] ModelPredictionDrift fraud-detector" in done.stdout
+    assert '"type": "header"' in done.stdout
+    assert not (tmp_path / "alert-receiver.db").exists()  # nothing stored
