@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import pg
-from bench.common import REPO, machine_info, package_versions, snapshot_code, system_busy_seconds
+from bench.common import REPO, commit_digest, machine_info, package_versions, snapshot_code, system_busy_seconds
 from bench.settings import BenchConfig
 
 SECTIONS = ("ingest", "diagnose", "history", "dispatch", "memory", "storm", "profile")
@@ -51,6 +51,15 @@ def background_load(seconds: float = 2.0) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    sections = (
+        [s.strip() for s in args.only.split(",")] if args.only else list(DEFAULT_QUICK if args.quick else DEFAULT_FULL)
+    )
+    if args.profile and "profile" not in sections:
+        sections.append("profile")
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        print(f"bench: unknown section(s) {sorted(unknown)}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
+        return 2
     started = datetime.now(UTC)
     t0 = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="alert-receiver-bench-", dir=args.workdir))
@@ -70,16 +79,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = BenchConfig.quick_mode(workdir, **overrides) if args.quick else BenchConfig(workdir=workdir, **overrides)
     if args.no_history_postgres:
         cfg.history_postgres = False
-
-    sections = (
-        [s.strip() for s in args.only.split(",")] if args.only else list(DEFAULT_QUICK if args.quick else DEFAULT_FULL)
-    )
-    if args.profile and "profile" not in sections:
-        sections.append("profile")
-    unknown = set(sections) - set(SECTIONS)
-    if unknown:
-        print(f"bench: unknown section(s) {sorted(unknown)}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
-        return 2
 
     postgres_info: dict[str, str] = {}
     if args.no_postgres:
@@ -146,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
         results["duration_s"] = time.monotonic() - t0
         if git_state() != git_at_start:
             results["git"] += f"; NOTE receiver/ changed during the run (now {git_state()}), not measured here"
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        if head.returncode == 0 and commit_digest(head.stdout.strip()) == code_digest:
+            results["git"] += f"; the copy is exactly commit {head.stdout.strip()}'s receiver/ and templates/"
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
         mode = "quick" if args.quick else "full"
         (results_dir / f"{stamp}-{mode}.json").write_text(json.dumps(results, indent=1, default=str))

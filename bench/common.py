@@ -41,26 +41,50 @@ def clean_env(**values: str) -> dict[str, str]:
     return env
 
 
+def _digest_tree(root: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((root / "receiver").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def commit_digest(commit: str) -> str | None:
+    """The snapshot digest that `commit`'s receiver/ and templates/ would have (None if git fails)."""
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "archive", commit, "receiver", "templates"], cwd=REPO, capture_output=True)
+        if archive.returncode != 0:
+            return None
+        import io
+
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(Path(tmp) / "src", filter="data")
+        src = Path(tmp) / "src"
+        if (src / "templates").is_dir() and not (src / "receiver" / "templates").exists():
+            (src / "templates").rename(src / "receiver" / "templates")
+        return _digest_tree(src)
+
+
 def snapshot_code(dest: Path) -> str:
     """Copy receiver/ (with templates/ as its package data, as a wheel has it) to `dest`, make every server
     of this run import it from there, and return a digest of it.
 
     The receiver is being worked on while benchmarks run; without a frozen copy one run could measure
     several versions of it."""
-    import hashlib
     import shutil
 
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / "receiver", dest / "receiver", ignore=ignore)
     if (REPO / "templates").is_dir() and not (dest / "receiver" / "templates").exists():
         shutil.copytree(REPO / "templates", dest / "receiver" / "templates", ignore=ignore)
-    digest = hashlib.sha256()
-    for path in sorted((dest / "receiver").rglob("*")):
-        if path.is_file():
-            digest.update(str(path.relative_to(dest)).encode() + b"\0" + path.read_bytes())
     os.environ["BENCH_CODE_DIR"] = str(dest)
     sys.path.insert(0, str(dest))
-    return digest.hexdigest()[:12]
+    return _digest_tree(dest)
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60) -> None:
