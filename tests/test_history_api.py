@@ -149,3 +149,29 @@ async def test_openapi_documents_the_endpoints(harness) -> None:  # type: ignore
         assert path in spec["paths"]
     body_schema = spec["paths"]["/webhook"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert "groupKey" in str(body_schema)
+
+
+async def test_equality_matcher_pages_beyond_the_label_index_window(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
+    """More matching alerts than the index read-ahead, combined with a filter that keeps only a few."""
+    from receiver.store import history
+
+    alerts = [
+        make_alert(model="big", feature=f"f{i}", severity="critical" if i % 500 == 0 else "warning")
+        for i in range(2500)
+    ]
+    async with start_app(make_settings()) as h:
+        assert (await h.post_webhook(make_payload(alerts, group_key="big"))).status_code == 200
+        assert history._PROBE < 2500
+        critical = (
+            await h.client.get("/api/v1/alerts", params={"matcher": "model=big", "severity": "critical"})
+        ).json()
+        assert sorted(a["labels"]["feature"] for a in critical["items"]) == ["f0", "f1000", "f1500", "f2000", "f500"]
+        seen, cursor = 0, None
+        while True:
+            params = {"matcher": "model=big", "limit": 500, **({"cursor": cursor} if cursor else {})}
+            body = (await h.client.get("/api/v1/alerts", params=params)).json()
+            seen += len(body["items"])
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == 2500

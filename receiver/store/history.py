@@ -89,7 +89,35 @@ async def list_alerts(
     conds = await _conditions(conn, f)
     if before_id is not None:
         conds.append(alerts.c.id < before_id)
+    driver = next((m for m in f.matchers if m.op == "=" and m.value), None)
+    if driver is not None:
+        page = await _page_from_label_index(conn, driver, conds, limit=limit, before_id=before_id)
+        if page is not None:
+            return page
     return await newest_first(conn, alerts, conds, limit=limit)
+
+
+_PROBE = 2000  # label-index entries read ahead for an equality matcher
+
+
+async def _page_from_label_index(
+    conn: AsyncConnection, m: Matcher, conds: list[ColumnElement[bool]], *, limit: int, before_id: int | None
+) -> tuple[list[dict[str, Any]], int | None] | None:
+    """A page driven by the (name, value, alert_id) index: the newest ids carrying the label first.
+
+    Scanning alerts newest first and probing labels per row costs a full scan when the value is rare;
+    reading the label index in id order costs only the page. When the probe window was full but the
+    other filters left the page short, the answer may be incomplete: None, and the caller scans.
+    """
+    window = select(alert_labels.c.alert_id).where(alert_labels.c.name == m.name, alert_labels.c.value == m.value)
+    if before_id is not None:
+        window = window.where(alert_labels.c.alert_id < before_id)
+    window = window.order_by(alert_labels.c.alert_id.desc()).limit(_PROBE)
+    candidates = list((await conn.execute(window)).scalars())
+    rows, last = await newest_first(conn, alerts, [*conds, alerts.c.id.in_(candidates)], limit=limit)
+    if last is None and len(candidates) == _PROBE:
+        return None  # matches may lie beyond the window: let the caller scan
+    return rows, last
 
 
 async def newest_first(

@@ -108,6 +108,7 @@ alerts = Table(
     Index(None, "team", "id"),
     Index(None, "receiver", "id"),
     Index(None, "starts_at"),
+    Index(None, "last_seen_at"),  # retention finds what to prune without scanning the table
 )
 
 # Labels as rows, so a matcher on any label is an index lookup rather than a scan of JSON.
