@@ -90,8 +90,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _query_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [{"loc": format_loc(tuple(e["loc"])), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        return JSONResponse(error_body("invalid_request", "the request is not valid", details), 422)
+        return JSONResponse(error_body("invalid_request", "the request is not valid", validation_details(exc)), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
