@@ -175,3 +175,15 @@ async def test_equality_matcher_pages_beyond_the_label_index_window(make_setting
             if cursor is None:
                 break
         assert seen == 2500
+
+
+async def test_distinct_label_values_skip_scan_matches_select_distinct(harness) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from receiver.store.history import distinct_label_values
+
+    await _seed(harness)
+    async with harness.state.engine.connect() as conn:
+        for name in ("model", "feature", "severity", "team", "absent"):
+            plain = await conn.execute(text("SELECT DISTINCT value FROM alert_labels WHERE name = :n"), {"n": name})
+            assert sorted(await distinct_label_values(conn, name)) == sorted(plain.scalars()), name
