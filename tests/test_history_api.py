@@ -183,6 +183,8 @@ async def test_distinct_label_values_skip_scan_matches_select_distinct(harness) 
     from receiver.store.history import distinct_label_values
 
     await _seed(harness)
+    async with harness.state.engine.connect() as conn:  # past the cap: the one-pass fallback
+        assert len(await distinct_label_values(conn, "feature", cap=3)) == 12
     async with harness.state.engine.connect() as conn:
         for name in ("model", "feature", "severity", "team", "absent"):
             plain = await conn.execute(text("SELECT DISTINCT value FROM alert_labels WHERE name = :n"), {"n": name})

@@ -76,14 +76,19 @@ _DISTINCT_VALUES = text(
         SELECT (SELECT min(value) FROM alert_labels WHERE name = :name AND value > found.value)
         FROM found WHERE found.value IS NOT NULL
     )
-    SELECT value FROM found WHERE value IS NOT NULL
+    SELECT value FROM found WHERE value IS NOT NULL LIMIT :cap
     """
 )
+_SKIP_SCAN_CAP = 1000  # past this many values one pass over the rows beats a seek per value
 
 
-async def distinct_label_values(conn: AsyncConnection, name: str) -> list[str]:
+async def distinct_label_values(conn: AsyncConnection, name: str, *, cap: int = _SKIP_SCAN_CAP) -> list[str]:
     """Every value the label `name` has in the history."""
-    return list((await conn.execute(_DISTINCT_VALUES, {"name": name})).scalars())
+    values = list((await conn.execute(_DISTINCT_VALUES, {"name": name, "cap": cap})).scalars())
+    if len(values) < cap:
+        return values
+    query = select(alert_labels.c.value).where(alert_labels.c.name == name).distinct()
+    return list((await conn.execute(query)).scalars())
 
 
 async def _conditions(conn: AsyncConnection, f: AlertFilter) -> list[ColumnElement[bool]]:
