@@ -103,9 +103,13 @@ class ModelCatalog:
             index.setdefault((entry.name, None), entry)
         self._index = index
 
-    def lookup(self, labels: Mapping[str, str]) -> ModelEntry | None:
-        """The entry for the alert's model: exact version first, then any entry of that name."""
-        self.reload_if_changed()
+    def lookup(self, labels: Mapping[str, str], *, reload: bool = True) -> ModelEntry | None:
+        """The entry for the alert's model: exact version first, then any entry of that name.
+
+        `reload=False` skips the models_file check: ingest checks once per payload, not per alert.
+        """
+        if reload:
+            self.reload_if_changed()
         name = labels.get(self.model_label)
         if not name:
             return None

@@ -89,14 +89,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     for item in incoming.alerts:
         a = item.alert
         row = {
-            "labels": a.labels,
-            "annotations": a.annotations,
+            **item.documents(),
             "status": a.status,
             "event": a.status,
             "starts_at": a.starts_at,
             "ends_at": a.ends_at,
-            "links": item.links,
-            "model_info": item.model_info,
         }
         for target in item.recipients:
             per_target.setdefault(target, []).append(row)

@@ -38,7 +38,12 @@ def url_encode(params: Iterable[tuple[str, str]]) -> str:
 
 def is_http_url(url: str | None) -> bool:
     """Only http(s) links are ever emitted: no javascript:, data: or relative surprises."""
-    if not url or _UNSAFE_IN_URL.search(url):  # urlsplit would strip these silently
+    return bool(url) and _is_http_url(url)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=4096)  # the alerts of one rule share their generatorURL and runbook
+def _is_http_url(url: str) -> bool:
+    if _UNSAFE_IN_URL.search(url):  # urlsplit would strip these silently
         return False
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
@@ -120,8 +125,16 @@ def silence_link(alert: WebhookAlert, external_url: str) -> str | None:
     """Alertmanager's 'new silence' form prefilled with the alert's labels."""
     if not is_http_url(external_url):
         return None
-    matchers = ",".join(f'{name}="{_escape(value)}"' for name, value in sorted(alert.labels.items()))
-    return f"{external_url.rstrip('/')}/#/silences/new?filter={url_quote('{' + matchers + '}')}"
+    # quote() of a concatenation is the concatenation of quote()s: each `name="value"` is quoted on its
+    # own and cached, because an alert's labels mostly repeat those of its neighbours (only one or two
+    # values, such as instance, are new).
+    matchers = "%2C".join([_quoted_matcher(name, value) for name, value in sorted(alert.labels.items())])
+    return f"{external_url.rstrip('/')}/#/silences/new?filter=%7B{matchers}%7D"
+
+
+@lru_cache(maxsize=4096)
+def _quoted_matcher(name: str, value: str) -> str:
+    return url_quote(f'{name}="{_escape(value)}"')
 
 
 def _escape(value: str) -> str:
@@ -136,8 +149,12 @@ def build_links(
     grafana: GrafanaSettings,
     model_label: str,
 ) -> dict[str, str]:
-    """Every link for one alert; a link that would not be a valid http(s) URL is left out."""
-    links: dict[str, str | None] = {"source": alert.generator_url}
+    """Every link for one alert; a link that would not be a valid http(s) URL is left out.
+
+    Links built here start from URLs checked once (grafana.url at start-up, externalURL in
+    silence_link) and percent-encode every value, so only the ones taken from the alert are checked.
+    """
+    links: dict[str, str | None] = {"source": alert.generator_url if is_http_url(alert.generator_url) else None}
     if grafana.url:
         dashboard = (entry.dashboard if entry else None) or grafana.default_dashboard
         if dashboard:
@@ -146,4 +163,4 @@ def build_links(
     links["silence"] = silence_link(alert, external_url)
     runbooks = [entry.runbook_url if entry else None, alert.annotations.get("runbook_url")]
     links["runbook"] = next((url for url in runbooks if is_http_url(url)), None)  # catalog first
-    return {name: url for name, url in links.items() if url and is_http_url(url)}
+    return {name: url for name, url in links.items() if url}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from receiver.catalog import ModelCatalog
@@ -35,6 +37,7 @@ class Preparer:
         return cls(settings, catalog, compile_routes(settings.routes))
 
     def prepare(self, payload: WebhookPayload) -> IncomingReceipt:
+        self.catalog.reload_if_changed()
         return IncomingReceipt(
             payload=payload,
             digest=receipt_digest(payload),
@@ -43,7 +46,7 @@ class Preparer:
 
     def _prepare_alert(self, alert: WebhookAlert, external_url: str) -> IncomingAlert:
         s = self.settings
-        entry = self.catalog.lookup(alert.labels)
+        entry = self.catalog.lookup(alert.labels, reload=False)
         if entry is None and alert.labels.get(s.model_label):
             self.catalog_misses += 1
         return IncomingAlert(
@@ -65,4 +68,12 @@ class Ingestor:
 
     async def ingest(self, payload: WebhookPayload) -> IngestOutcome:
         """Store the payload; returns once committed (raises StorageUnavailable otherwise)."""
-        return await self.writer.submit(self.preparer.prepare(payload))
+        return await self.enqueue(payload)
+
+    def enqueue(self, payload: WebhookPayload) -> asyncio.Future[IngestOutcome]:
+        """Prepare and queue the payload now; the future is done once it is committed."""
+        return self.writer.enqueue(self.preparer.prepare(payload))
+
+    def incoming(self) -> AbstractContextManager[None]:
+        """Wrap reading and parsing a request, so the writer can wait for it to join its next commit."""
+        return self.writer.incoming()

@@ -74,7 +74,11 @@ def build_state(settings: Settings) -> ReceiverState:
         create_sqlite_writer_engine(url, sqlite_synchronous=settings.sqlite_synchronous) if is_sqlite(url) else None
     )
     writer = BatchWriter(
-        engine, ingest_policy(settings), writers=1 if sqlite_writer else 4, sqlite_engine=sqlite_writer
+        engine,
+        ingest_policy(settings),
+        writers=1 if sqlite_writer else 4,
+        sqlite_engine=sqlite_writer,
+        gather_window=0.003 if sqlite_writer else 0.0,
     )
     return ReceiverState(
         settings=settings,

@@ -70,9 +70,14 @@ async def receive_webhook(request: Request) -> WebhookResult:
     state = request.app.state.receiver
     token = state.settings.webhook_token
     require_token(request, token.get_secret_value() if token else None)
-    payload = parse_payload(await read_limited_body(request, state.settings.max_body_bytes))
+    with state.ingestor.incoming():
+        payload = parse_payload(await read_limited_body(request, state.settings.max_body_bytes))
+        try:
+            committed = state.ingestor.enqueue(payload)
+        except StorageUnavailable as exc:
+            raise ServiceUnavailable("the receipt could not be stored; retry later") from exc
     try:
-        outcome = await state.ingestor.ingest(payload)
+        outcome = await committed
     except StorageUnavailable as exc:
         raise ServiceUnavailable("the receipt could not be stored; retry later") from exc
     state.metrics.record_ingest(payload, outcome)

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from receiver.dedup import AlertState
+from receiver.store.bulk import Codec, insert_returning
 from receiver.store.tables import alerts
 
 Key = tuple[str, datetime]  # (fingerprint, startsAt): one occurrence
@@ -51,18 +52,39 @@ def load_states(conn: Connection, keys: Iterable[Key]) -> dict[Key, tuple[int, A
     return found
 
 
+_ALERT_COLUMNS = tuple(c.name for c in alerts.c if c.name != "id")
+_ALERT_TIMES = frozenset({"starts_at", "ends_at", "first_seen_at", "last_seen_at", "last_event_at", "resolved_at"})
+_COLUMN_KINDS = tuple((name, name in _ALERT_TIMES) for name in _ALERT_COLUMNS)  # (column, is a time)
+
+
 def insert_new(conn: Connection, rows: list[dict[str, Any]]) -> dict[Key, int]:
-    """Insert occurrences; returns ids of those inserted (a key another writer stored first is absent)."""
-    stmt = (
-        dialect_insert(conn, alerts)
-        .on_conflict_do_nothing(index_elements=[alerts.c.fingerprint, alerts.c.starts_at])
-        .returning(alerts.c.id, alerts.c.fingerprint, alerts.c.starts_at)
+    """Insert occurrences; returns ids of those inserted (a key another writer stored first is absent).
+
+    `rows` hold the alerts columns with the JSON ones already as text (IncomingAlert.json_text).
+    """
+    codec = Codec(conn)
+    converted: dict[datetime, Any] = {}  # most times of a batch are its `now`: convert each once
+
+    def to_db(moment: datetime | None) -> Any:
+        if moment is None:
+            return None
+        value = converted.get(moment)
+        if value is None:
+            value = converted[moment] = codec.time(moment)
+        return value
+
+    values = [tuple([to_db(row[name]) if is_time else row[name] for name, is_time in _COLUMN_KINDS]) for row in rows]
+    # The database hands starts_at back in its own form; map it back to the key we were given.
+    keys = {(row["fingerprint"], to_db(row["starts_at"])): (row["fingerprint"], row["starts_at"]) for row in rows}
+    returned = insert_returning(
+        conn,
+        alerts,
+        _ALERT_COLUMNS,
+        values,
+        conflict=("fingerprint", "starts_at"),
+        returning=("id", "fingerprint", "starts_at"),
     )
-    ids: dict[Key, int] = {}
-    for chunk in chunks(rows):
-        for row in conn.execute(stmt, list(chunk)).all():
-            ids[(row.fingerprint, row.starts_at)] = row.id
-    return ids
+    return {keys[(fingerprint, starts)]: alert_id for alert_id, fingerprint, starts in returned}
 
 
 def resolve(conn: Connection, details: dict[int, dict[str, Any]], *, now: datetime) -> set[int]:

@@ -24,6 +24,7 @@ from receiver.dedup import AlertState, EventKind, decide_alert_event
 from receiver.schemas import WebhookAlert, WebhookPayload
 from receiver.store import alert_writes
 from receiver.store.alert_writes import Key, dialect_insert
+from receiver.store.bulk import Codec, insert_many
 from receiver.store.tables import (
     alert_labels,
     events,
@@ -45,6 +46,17 @@ class IncomingAlert:
     model_info: dict[str, Any] | None = None
     links: dict[str, str] = field(default_factory=dict)
     recipients: tuple[tuple[str, str], ...] = ()  # (channel, recipient)
+    # The JSON columns as text, serialised where the alert is prepared (the request's side), so the
+    # single writer thread only binds them.
+    json_text: dict[str, str | None] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "json_text", {name: Codec.json(value) for name, value in self.documents().items()})
+
+    def documents(self) -> dict[str, Any]:
+        """What the alert's JSON columns hold."""
+        a = self.alert
+        return {"labels": a.labels, "annotations": a.annotations, "model_info": self.model_info, "links": self.links}
 
 
 @dataclass(frozen=True)
@@ -91,7 +103,8 @@ class _Change:
 class _Plan:
     """What a batch writes, decided in memory before the statements run."""
 
-    new_rows: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    new_rows: dict[Key, dict[str, Any]] = field(default_factory=dict)  # alerts columns, JSON as text
+    new_labels: dict[Key, dict[str, str]] = field(default_factory=dict)
     changes: list[_Change] = field(default_factory=list)
     resolve_details: dict[Key, dict[str, Any]] = field(default_factory=dict)  # existing alerts resolving
     repeats: set[Key] = field(default_factory=set)  # existing alerts with a reminder
@@ -180,15 +193,12 @@ def _alert_row(payload: WebhookPayload, item: IncomingAlert, now: datetime) -> d
         "team": item.team,
         "receiver": payload.receiver,
         "group_key": payload.group_key,
-        "labels": a.labels,
-        "annotations": a.annotations,
+        **item.json_text,
         "generator_url": a.generator_url,
         "first_seen_at": now,
         "last_seen_at": now,
         "last_event_at": now,
         "resolved_at": now if a.status == "resolved" else None,
-        "model_info": item.model_info,
-        "links": item.links,
     }
 
 
@@ -212,8 +222,10 @@ def _plan(
             decision = decide_alert_event(states.get(key), item.alert.status, now=now, window=window)
             if key not in states:
                 plan.new_rows[key] = _alert_row(receipt.payload, item, now)
+                plan.new_labels[key] = item.alert.labels
             elif decision.event is EventKind.RESOLVED and key in plan.new_rows:
                 plan.new_rows[key].update(_alert_row(receipt.payload, item, now), first_seen_at=now)
+                plan.new_labels[key] = item.alert.labels
             elif decision.event is EventKind.RESOLVED:
                 a = item.alert
                 plan.resolve_details[key] = {"b_ends": a.ends_at, "b_ann": a.annotations, "b_links": item.links}
@@ -251,24 +263,15 @@ def _write_rows(
     now: datetime,
 ) -> None:
     """Labels of new alerts, receipt links (duplicates too) and events."""
+    when = Codec(conn).time(now)
     labels = [
-        {"alert_id": alert_id, "name": name, "value": value}
-        for key, alert_id in inserted.items()
-        for name, value in plan.new_rows[key]["labels"].items()
+        (alert_id, name, value) for key, alert_id in inserted.items() for name, value in plan.new_labels[key].items()
     ]
-    links = [
-        {"receipt_id": receipt_ids[i], "alert_id": ids[key]}
-        for i, keys in enumerate(keyed)
-        for key in keys
-        if key in ids
-    ]
-    event_rows = [
-        {"alert_id": ids[c.key], "receipt_id": receipt_ids[c.receipt], "kind": c.kind, "reason": c.reason, "at": now}
-        for c in changes
-    ]
-    for table, rows in ((alert_labels, labels), (receipt_alerts, links), (events, event_rows)):
-        if rows:
-            conn.execute(table.insert(), rows)
+    links = [(receipt_ids[i], ids[key]) for i, keys in enumerate(keyed) for key in keys if key in ids]
+    event_rows = [(ids[c.key], receipt_ids[c.receipt], c.kind.value, c.reason, when) for c in changes]
+    insert_many(conn, alert_labels, ("alert_id", "name", "value"), labels)
+    insert_many(conn, receipt_alerts, ("receipt_id", "alert_id"), links)
+    insert_many(conn, events, ("alert_id", "receipt_id", "kind", "reason", "at"), event_rows)
 
 
 def _queue_notifications(
@@ -306,11 +309,11 @@ def _queue_notifications(
     stmt = notifications.insert().returning(notifications.c.id, sort_by_parameter_order=True)
     notification_ids = list(conn.execute(stmt, rows).scalars())
     links = [
-        {"notification_id": nid, "alert_id": ids[c.key], "kind": c.kind.value}
+        (nid, ids[c.key], c.kind.value)
         for nid, target in zip(notification_ids, targets, strict=True)
         for c in covered[target]
     ]
-    conn.execute(notification_alerts.insert(), links)
+    insert_many(conn, notification_alerts, ("notification_id", "alert_id", "kind"), links)
     return [(target[0], nid) for target, nid in zip(targets, notification_ids, strict=True)]
 
 

@@ -1,0 +1,93 @@
+"""Group commit (receiver/writer.py): which receipts share a transaction.
+
+Receipts committed together share the transaction's `received_at`, which is how these tests tell
+batches apart without timing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+
+from receiver.catalog import ModelCatalog
+from receiver.config import Settings
+from receiver.ingest import Preparer, ingest_policy
+from receiver.schemas import WebhookPayload
+from receiver.store import migrate
+from receiver.store.engine import create_engine, create_sqlite_writer_engine
+from receiver.store.ingest import IncomingReceipt
+from receiver.store.tables import receipts
+from receiver.writer import BatchWriter
+from tests.support import make_alert, make_payload
+
+HANG_GUARD = 30  # seconds; only so a broken writer fails the test instead of hanging it
+
+
+def receipt(model: str) -> IncomingReceipt:
+    payload = WebhookPayload.model_validate(make_payload([make_alert(model=model)]))
+    return Preparer.from_settings(Settings(), ModelCatalog([])).prepare(payload)
+
+
+@pytest.fixture
+async def writer_for(sqlite_url: str) -> AsyncIterator:  # type: ignore[type-arg]
+    engine = create_engine(sqlite_url)
+    await migrate.upgrade(engine)
+    started: list[BatchWriter] = []
+
+    def build(gather_window: float) -> BatchWriter:
+        writer = BatchWriter(
+            engine,
+            ingest_policy(Settings()),
+            sqlite_engine=create_sqlite_writer_engine(sqlite_url),
+            gather_window=gather_window,
+        )
+        writer.start()
+        started.append(writer)
+        return writer
+
+    yield build, engine
+    for writer in started:
+        await writer.stop()
+        await writer.aclose()
+    await engine.dispose()
+
+
+async def _received_at(engine, receipt_ids: list[int]) -> list:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        query = select(receipts.c.received_at).where(receipts.c.id.in_(receipt_ids)).order_by(receipts.c.id)
+        return list((await conn.execute(query)).scalars())
+
+
+async def test_writer_waits_for_a_request_still_being_read(writer_for) -> None:  # type: ignore[no-untyped-def]
+    build, engine = writer_for
+    writer = build(gather_window=HANG_GUARD)
+    with writer.incoming():  # a second request is being read and parsed
+        first = writer.enqueue(receipt("a"))
+        await asyncio.sleep(0.2)  # plenty of time to commit `first` alone, if the writer did not wait
+        assert not first.done()
+        second = writer.enqueue(receipt("b"))
+    outcomes = await asyncio.wait_for(asyncio.gather(first, second), HANG_GUARD)
+    stamps = await _received_at(engine, [o.receipt_id for o in outcomes])
+    assert len(stamps) == 2 and stamps[0] == stamps[1]  # one transaction
+
+
+async def test_a_lone_request_is_committed_without_waiting_for_the_window(writer_for) -> None:  # type: ignore[no-untyped-def]
+    build, engine = writer_for
+    writer = build(gather_window=3600)  # were it waited out, the guard below would fail the test
+    outcome = await asyncio.wait_for(writer.enqueue(receipt("a")), HANG_GUARD)
+    assert len(await _received_at(engine, [outcome.receipt_id])) == 1
+
+
+async def test_without_a_window_each_batch_takes_only_what_is_queued(writer_for) -> None:  # type: ignore[no-untyped-def]
+    build, engine = writer_for
+    writer = build(gather_window=0.0)
+    with writer.incoming():
+        first = writer.enqueue(receipt("a"))
+        await asyncio.wait_for(asyncio.shield(first), HANG_GUARD)  # committed while the other is still coming
+        second = writer.enqueue(receipt("b"))
+    outcomes = [await first, await asyncio.wait_for(second, HANG_GUARD)]
+    stamps = await _received_at(engine, [o.receipt_id for o in outcomes])
+    assert stamps[0] != stamps[1]
