@@ -31,9 +31,13 @@ class Matcher:
             return value == self.value
         if self.op == "!=":
             return value != self.value
-        assert self._regex is not None
-        found = self._regex.fullmatch(value) is not None
+        found = self.regex_matches(value)
         return found if self.op == "=~" else not found
+
+    def regex_matches(self, value: str) -> bool:
+        """Whether `value` fully matches this matcher's regex (for =~ and !~)."""
+        assert self._regex is not None
+        return self._regex.fullmatch(value) is not None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         """Whether a label set satisfies this matcher."""
@@ -63,6 +67,35 @@ def parse_matcher(text: str) -> Matcher:
         except re.error as exc:
             raise ValueError(f"invalid matcher {text!r}: bad regular expression: {exc}") from None
     return Matcher(name, op, value, regex)
+
+
+_REGEX_SYNTAX = frozenset(".^$*+?{}[]()|\\")
+_QUANTIFIERS = frozenset("*?{")
+
+
+def literal_prefix(pattern: str) -> str:
+    """Text every full match of `pattern` starts with ("" when there is none to be sure of).
+
+    `pod-12.*` -> `pod-12`; `pod-1?` -> `pod-` (a quantifier makes the last character optional);
+    anything with `|` -> "" (an alternative may start differently); `\\d…`, `(?i)…` -> "".
+    """
+    if "|" in pattern:
+        return ""
+    found: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern) and pattern[i + 1] in _REGEX_SYNTAX | {"-", "/", "#", " "}:
+            found.append(pattern[i + 1])
+            i += 2
+            continue
+        if ch in _REGEX_SYNTAX:
+            break
+        found.append(ch)
+        i += 1
+    if i < len(pattern) and pattern[i] in _QUANTIFIERS and found:
+        found.pop()
+    return "".join(found)
 
 
 def parse_matchers(texts: Iterable[str]) -> list[Matcher]:

@@ -189,3 +189,89 @@ async def test_distinct_label_values_skip_scan_matches_select_distinct(harness) 
         for name in ("model", "feature", "severity", "team", "absent"):
             plain = await conn.execute(text("SELECT DISTINCT value FROM alert_labels WHERE name = :n"), {"n": name})
             assert sorted(await distinct_label_values(conn, name)) == sorted(plain.scalars()), name
+
+
+async def test_a_past_time_window_pages_like_a_scan(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
+    """A window with more alerts after it than the scan may step over: pages come from the window's
+    ids. Old-window alerts arrive before and after the newer ones, so id order differs from startsAt."""
+    from receiver.store import history
+
+    window_start = T0 - timedelta(days=10)
+    newer = [make_alert(instance=f"new-{i}", starts_at=T0 + timedelta(seconds=i)) for i in range(5200)]
+    old = [
+        make_alert(
+            instance=f"old-{i}", starts_at=window_start + timedelta(seconds=i), status="resolved" if i % 3 else "firing"
+        )
+        for i in range(1500)
+    ]
+    async with start_app(make_settings()) as h:
+        assert len(newer) > history._NEWER_ROWS_SCANNED
+        for group, batch in enumerate([old[:700], newer[:2600], old[700:], newer[2600:]]):
+            assert (await h.post_webhook(make_payload(batch, group_key=f"g{group}"))).status_code == 200
+        outside = make_alert(instance="just-after", starts_at=window_start + timedelta(hours=3))
+        assert (await h.post_webhook(make_payload([outside], group_key="after"))).status_code == 200
+
+        async def pages(window: bool = True, **params: str) -> list[dict]:
+            seen, cursor = [], None
+            while True:
+                query = {"since": window_start.isoformat(), "until": (window_start + timedelta(hours=3)).isoformat()}
+                query = (query if window else {}) | {"limit": "500", **params, **({"cursor": cursor} if cursor else {})}
+                body = (await h.client.get("/api/v1/alerts", params=query)).json()
+                seen += body["items"]
+                cursor = body["next_cursor"]
+                if cursor is None:
+                    return seen
+
+        def in_window(a: dict) -> bool:
+            return a["labels"]["instance"].startswith("old-")
+
+        everything = await pages(window=False)  # newest first, scanning every alert
+        assert len(everything) == 5200 + 1500 + 1
+        by_scan = [a["id"] for a in everything if in_window(a)]
+        assert len(by_scan) == 1500  # more than one chunk of ids
+        assert [a["id"] for a in await pages()] == by_scan
+        firing = [a["id"] for a in everything if in_window(a) and a["status"] == "firing"]
+        assert [a["id"] for a in await pages(status="firing", limit="7")] == firing
+        old_1 = [a["id"] for a in everything if a["labels"]["instance"].startswith("old-1")]
+        assert [a["id"] for a in await pages(matcher='instance=~"old-1.*"', limit="50")] == old_1
+
+
+PREFIX_VALUES = [
+    "pod-1",
+    "pod-12",
+    "pod-12x",
+    "pod-13",
+    "pod-2",
+    "pod.1",
+    "pod-",
+    "pod",
+    "pod-1ü",
+    "pod-1\U0010ffff",
+    "xpod-1",
+]
+
+
+@pytest.mark.parametrize(
+    "matcher",
+    [
+        'instance=~"pod-1.*"',
+        'instance!~"pod-1.*"',
+        'instance=~"pod-1?"',
+        'instance=~"pod-12x|pod-2"',
+        'instance=~"pod\\\\.1"',
+        'instance!~"pod-1"',
+        'instance=~"pod-1[0-9]"',
+        'instance=~"pod-1\U0010ffff"',
+    ],
+)
+async def test_regex_matchers_agree_with_alertmanager_semantics(harness, matcher: str) -> None:  # type: ignore[no-untyped-def]
+    """Regexes with a literal prefix read only that prefix's range of values; answers stay exact."""
+    from receiver.matchers import parse_matcher
+
+    alerts = [make_alert(instance=v, starts_at=T0 + timedelta(minutes=i)) for i, v in enumerate(PREFIX_VALUES)]
+    alerts.append(make_alert(starts_at=T0 + timedelta(hours=1)))  # no instance label: counts as ""
+    assert (await harness.post_webhook(make_payload(alerts))).status_code == 200
+    m = parse_matcher(matcher)
+    expected = sorted(a["labels"].get("instance", "") for a in alerts if m.matches(a["labels"]))
+    found = sorted(a["labels"].get("instance", "") for a in await _items(harness, matcher=matcher))
+    assert found == expected
