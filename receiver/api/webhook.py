@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from receiver.api.auth import require_token
@@ -66,17 +66,14 @@ def parse_payload(body: bytes) -> WebhookPayload:
     openapi_extra=_PAYLOAD_BODY,
     responses={400: {}, 401: {}, 413: {}, 422: {}, 503: {}},
 )
-async def receive_webhook(request: Request) -> WebhookResult:
+async def receive_webhook(request: Request) -> Response:
     state = request.app.state.receiver
     token = state.settings.webhook_token
     require_token(request, token.get_secret_value() if token else None)
-    with state.ingestor.incoming():
-        payload = parse_payload(await read_limited_body(request, state.settings.max_body_bytes))
-        try:
-            committed = state.ingestor.enqueue(payload)
-        except StorageUnavailable as exc:
-            raise ServiceUnavailable("the receipt could not be stored; retry later") from exc
     try:
+        with state.ingestor.incoming():
+            payload = parse_payload(await read_limited_body(request, state.settings.max_body_bytes))
+            committed = state.ingestor.enqueue(payload)
         outcome = await committed
     except StorageUnavailable as exc:
         raise ServiceUnavailable("the receipt could not be stored; retry later") from exc
@@ -92,10 +89,12 @@ async def receive_webhook(request: Request) -> WebhookResult:
     )
     if outcome.notification_ids:
         state.wake_dispatcher()
-    return WebhookResult(
+    result = WebhookResult(
         receipt_id=outcome.receipt_id,
         duplicate=outcome.duplicate,
         alerts=len(payload.alerts),
         events=dict(outcome.events),
         notifications=len(outcome.notification_ids),
     )
+    # Serialised here: returning the model would have FastAPI validate it again against response_model.
+    return Response(result.model_dump_json(), media_type="application/json")

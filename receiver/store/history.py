@@ -11,7 +11,6 @@ from sqlalchemy import ColumnElement, Table, and_, exists, func, not_, select, t
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.matchers import Matcher, literal_prefix
-from receiver.store.alert_writes import chunks
 from receiver.store.tables import (
     alert_labels,
     alerts,
@@ -64,7 +63,8 @@ async def _matcher_condition(conn: AsyncConnection, m: Matcher) -> ColumnElement
     if prefix and await _ranges_follow_code_points(conn):
         # Every value the regex matches starts with the prefix, and "" does not: only values in the
         # prefix's range need reading (`instance=~"pod-12.*"` reads 1 in 45 of a 50,000-value label).
-        matching = [v for v in await distinct_label_values(conn, m.name, prefix=prefix) if m.regex_matches(v)]
+        in_range = await distinct_label_values(conn, m.name, prefix=prefix, cap=_PREFIX_SKIP_SCAN_CAP)
+        matching = [v for v in in_range if m.regex_matches(v)]
         return _label_has(m.name, matching) if m.op == "=~" else not_(_label_has(m.name, matching))
     values = await distinct_label_values(conn, m.name)
     failing = [v for v in values if not m.matches_value(v)]
@@ -107,6 +107,7 @@ _SKIP_SCAN = """
 _DISTINCT_VALUES = text(_SKIP_SCAN.format(below=""))
 _DISTINCT_VALUES_BELOW = text(_SKIP_SCAN.format(below="AND value < :hi"))
 _SKIP_SCAN_CAP = 1000  # past this many values one pass over the rows beats a seek per value
+_PREFIX_SKIP_SCAN_CAP = 200  # the same inside a prefix's range: its rows are few when its values are many
 
 
 async def distinct_label_values(
@@ -176,35 +177,50 @@ async def _page_from_time_window(
     """A page for a window that ends in the past, driven by the starts_at index.
 
     Newest first by id, a window two weeks back is reached only after every newer alert has been
-    stepped over (both databases' planners assume matches are spread evenly). Instead: the window's
-    ids from the starts_at index, sorted here, then the page from the newest of them. None when the
-    window is recent (scanning newest first is cheap) or too large to hold.
+    stepped over (both databases' planners assume matches are spread evenly). Instead the window's
+    ids are read from the starts_at index (a materialized CTE, so the planner cannot turn it back into
+    a scan by id), the database sorts them and hands over the newest, and the page is taken from
+    those. None when the window is recent (scanning newest first is cheap) or too large to hold.
     """
     assert f.until is not None
     newer = select(alerts.c.id).where(alerts.c.starts_at >= f.until).limit(_NEWER_ROWS_SCANNED).subquery()
     if (await conn.execute(select(func.count()).select_from(newer))).scalar_one() < _NEWER_ROWS_SCANNED:
         return None
+    rows: list[dict[str, Any]] = []
+    take, below = (limit + 1) * (4 if conds else 1), before_id
+    while True:
+        ids, size = await _newest_in_window(conn, f, below, take)
+        if size > _WINDOW_IDS_MAX:
+            return None
+        if ids:
+            query = (
+                select(alerts)
+                .where(alerts.c.id.in_(ids), *conds)
+                .order_by(alerts.c.id.desc())
+                .limit(limit + 1 - len(rows))
+            )
+            rows.extend(dict(r._mapping) for r in (await conn.execute(query)).all())
+        if len(rows) > limit:
+            return rows[:limit], rows[limit - 1]["id"]
+        if len(ids) < take:  # the window is exhausted
+            return rows, None
+        take, below = take * 8, ids[-1]  # other filters thinned these out: read further, more at a time
+
+
+async def _newest_in_window(
+    conn: AsyncConnection, f: AlertFilter, below: int | None, take: int
+) -> tuple[list[int], int]:
+    """The newest `take` ids in the window below `below`, and how many ids the window holds (capped)."""
     window = [alerts.c.starts_at < f.until]
     if f.since is not None:
         window.append(alerts.c.starts_at >= f.since)
-    if before_id is not None:
-        window.append(alerts.c.id < before_id)
-    found = await conn.execute(select(alerts.c.id).where(*window).limit(_WINDOW_IDS_MAX + 1))
-    ids = sorted(found.scalars(), reverse=True)
-    if len(ids) > _WINDOW_IDS_MAX:
-        return None
-    rows: list[dict[str, Any]] = []
-    for chunk in chunks(ids, 1000):  # newest chunk first; other filters may thin each one out
-        query = (
-            select(alerts)
-            .where(alerts.c.id.in_(chunk), *conds)
-            .order_by(alerts.c.id.desc())
-            .limit(limit + 1 - len(rows))
-        )
-        rows.extend(dict(r._mapping) for r in (await conn.execute(query)).all())
-        if len(rows) > limit:
-            return rows[:limit], rows[limit - 1]["id"]
-    return rows, None
+    if below is not None:
+        window.append(alerts.c.id < below)
+    found = select(alerts.c.id).where(*window).limit(_WINDOW_IDS_MAX + 1).cte("window_ids").prefix_with("MATERIALIZED")
+    size = select(func.count()).select_from(found).scalar_subquery()
+    query = select(found.c.id, size).order_by(found.c.id.desc()).limit(take)
+    result = (await conn.execute(query)).all()
+    return [row[0] for row in result], (result[0][1] if result else 0)
 
 
 _PROBE = 2000  # label-index entries read ahead for an equality matcher
