@@ -140,7 +140,7 @@ async def test_insert_returning_returns_only_rows_it_inserted(engine) -> None:  
 
 
 async def test_insert_many_past_sqlites_parameter_limit(engine) -> None:  # type: ignore[no-untyped-def]
-    """25,000 rows × 3 columns is more parameters than one SQLite statement binds: it takes chunks."""
+    """25,000 rows: more parameters than one SQLite statement binds, written in chunks of at most 64 rows."""
 
     def bulk(sync_conn):  # type: ignore[no-untyped-def]
         ids = insert_returning(
@@ -165,3 +165,16 @@ async def test_insert_many_past_sqlites_parameter_limit(engine) -> None:  # type
         values = (await conn.execute(select(alert_labels.c.value).distinct())).scalars().all()
         count = (await conn.execute(select(func.count()).select_from(alert_labels))).scalar_one()
     assert (count, values) == (25_000, [HOSTILE])
+
+
+@pytest.mark.parametrize("count", [1, 63, 64, 65, 200])
+async def test_insert_returning_any_number_of_rows(engine, count: int) -> None:  # type: ignore[no-untyped-def]
+    def bulk(sync_conn):  # type: ignore[no-untyped-def]
+        rows = [as_bulk_row(Codec(sync_conn), alert_values(f"e{n:015d}")) for n in range(count)]
+        return insert_returning(
+            sync_conn, alerts, COLUMNS, rows, conflict=("fingerprint", "starts_at"), returning=("fingerprint",)
+        )
+
+    async with engine.begin() as conn:
+        found = await conn.run_sync(bulk)
+    assert sorted(fp for (fp,) in found) == [f"e{n:015d}" for n in range(count)]

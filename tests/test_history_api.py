@@ -73,6 +73,7 @@ async def test_filters(harness) -> None:  # type: ignore[no-untyped-def]
         (["team=~.*"], 12),
         (['severity="critical"', "model=ranker"], 1),
         (["nonexistent=~.+"], 0),
+        (['model=~"fraud-.*|churn"', 'severity=~"crit.*"', 'feature!~"f1.*"'], 2),
     ],
 )
 async def test_matchers(harness, matchers, expected) -> None:  # type: ignore[no-untyped-def]

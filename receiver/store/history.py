@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, exists, func, not_, select, text
+from sqlalchemy import ARRAY, ColumnElement, Table, Text, and_, any_, bindparam, exists, func, not_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.matchers import Matcher, literal_prefix
@@ -40,10 +40,18 @@ class AlertFilter:
 _COLUMN_FILTERS = ("status", "alertname", "severity", "model", "team", "receiver")
 
 
-def _label_has(name: str, values: Sequence[str] | None = None) -> ColumnElement[bool]:
-    """EXISTS a label row `name` (with one of `values`) for the alert at hand."""
+def _label_has(name: str, values: Sequence[str] | None = None, *, as_array: bool = False) -> ColumnElement[bool]:
+    """EXISTS a label row `name` (with one of `values`) for the alert at hand.
+
+    `as_array` (PostgreSQL): the values travel as one array parameter, so a regex that matched a
+    thousand values is still one statement text that asyncpg has prepared before, not a new one.
+    """
     condition = and_(alert_labels.c.alert_id == alerts.c.id, alert_labels.c.name == name)
-    if values is not None:
+    if values is not None and as_array:
+        condition = and_(
+            condition, alert_labels.c.value == any_(bindparam("values", list(values), type_=ARRAY(Text), unique=True))
+        )
+    elif values is not None:
         condition = and_(condition, alert_labels.c.value.in_(values))
     return exists().where(condition)
 
@@ -64,13 +72,17 @@ async def _matcher_condition(conn: AsyncConnection, m: Matcher) -> ColumnElement
         # Every value the regex matches starts with the prefix, and "" does not: only values in the
         # prefix's range need reading (`instance=~"pod-12.*"` reads 1 in 45 of a 50,000-value label).
         in_range = await distinct_label_values(conn, m.name, prefix=prefix, cap=_PREFIX_SKIP_SCAN_CAP)
-        matching = [v for v in in_range if m.regex_matches(v)]
-        return _label_has(m.name, matching) if m.op == "=~" else not_(_label_has(m.name, matching))
+        matching = _label_has(m.name, [v for v in in_range if m.regex_matches(v)], as_array=_is_postgres(conn))
+        return matching if m.op == "=~" else not_(matching)
     values = await distinct_label_values(conn, m.name)
-    failing = [v for v in values if not m.matches_value(v)]
+    pg = _is_postgres(conn)
     if empty_matches:
-        return not_(_label_has(m.name, failing))
-    return _label_has(m.name, [v for v in values if m.matches_value(v)])
+        return not_(_label_has(m.name, [v for v in values if not m.matches_value(v)], as_array=pg))
+    return _label_has(m.name, [v for v in values if m.matches_value(v)], as_array=pg)
+
+
+def _is_postgres(conn: AsyncConnection) -> bool:
+    return conn.dialect.name == "postgresql"
 
 
 _CODE_POINT_COLLATIONS = {"c", "posix", "c.utf-8", "c.utf8", "ucs_basic"}
@@ -83,7 +95,7 @@ async def _ranges_follow_code_points(conn: AsyncConnection) -> bool:
     SQLite compares bytes of UTF-8 (code point order). PostgreSQL follows the database's collation;
     only C-like ones order by code point (en_US, say, may sort `pod-1x` outside `['pod-1', 'pod-2')`).
     """
-    if conn.dialect.name != "postgresql":
+    if not _is_postgres(conn):
         return True
     key = str(conn.engine.url)
     if key not in _collation_checked:
@@ -107,7 +119,7 @@ _SKIP_SCAN = """
 _DISTINCT_VALUES = text(_SKIP_SCAN.format(below=""))
 _DISTINCT_VALUES_BELOW = text(_SKIP_SCAN.format(below="AND value < :hi"))
 _SKIP_SCAN_CAP = 1000  # past this many values one pass over the rows beats a seek per value
-_PREFIX_SKIP_SCAN_CAP = 200  # the same inside a prefix's range: its rows are few when its values are many
+_PREFIX_SKIP_SCAN_CAP = 50  # the same inside a prefix's range: its rows are few when its values are many
 
 
 async def distinct_label_values(
@@ -160,38 +172,35 @@ async def list_alerts(
         page = await _page_from_label_index(conn, driver, conds, limit=limit, before_id=before_id)
         if page is not None:
             return page
-    if f.until is not None:
+    if f.since is not None and f.until is not None:
         page = await _page_from_time_window(conn, f, conds, limit=limit, before_id=before_id)
         if page is not None:
             return page
     return await newest_first(conn, alerts, conds, limit=limit)
 
 
-_WINDOW_IDS_MAX = 200_000  # ids of a time window read into memory at most
 _NEWER_ROWS_SCANNED = 5_000  # rows newer than a window that scanning newest first may step over
 
 
 async def _page_from_time_window(
     conn: AsyncConnection, f: AlertFilter, conds: list[ColumnElement[bool]], *, limit: int, before_id: int | None
 ) -> tuple[list[dict[str, Any]], int | None] | None:
-    """A page for a window that ends in the past, driven by the starts_at index.
+    """A page for a since…until window in the past, driven by the (starts_at, id) index.
 
     Newest first by id, a window two weeks back is reached only after every newer alert has been
-    stepped over (both databases' planners assume matches are spread evenly). Instead the window's
-    ids are read from the starts_at index (a materialized CTE, so the planner cannot turn it back into
-    a scan by id), the database sorts them and hands over the newest, and the page is taken from
-    those. None when the window is recent (scanning newest first is cheap) or too large to hold.
+    stepped over (both databases' planners assume matches are spread evenly). Instead the database
+    reads the window's ids from the index, sorts them and hands over the newest; the page is taken
+    from those. None when the window is recent (scanning newest first is cheap) or open-ended.
     """
-    assert f.until is not None
+    if f.since is None or f.until is None:
+        return None
     newer = select(alerts.c.id).where(alerts.c.starts_at >= f.until).limit(_NEWER_ROWS_SCANNED).subquery()
     if (await conn.execute(select(func.count()).select_from(newer))).scalar_one() < _NEWER_ROWS_SCANNED:
         return None
     rows: list[dict[str, Any]] = []
-    take, below = (limit + 1) * (4 if conds else 1), before_id
+    take, below = limit + 1, before_id
     while True:
-        ids, size = await _newest_in_window(conn, f, below, take)
-        if size > _WINDOW_IDS_MAX:
-            return None
+        ids = await _newest_in_window(conn, f.since, f.until, below, take)
         if ids:
             query = (
                 select(alerts)
@@ -208,19 +217,16 @@ async def _page_from_time_window(
 
 
 async def _newest_in_window(
-    conn: AsyncConnection, f: AlertFilter, below: int | None, take: int
-) -> tuple[list[int], int]:
-    """The newest `take` ids in the window below `below`, and how many ids the window holds (capped)."""
-    window = [alerts.c.starts_at < f.until]
-    if f.since is not None:
-        window.append(alerts.c.starts_at >= f.since)
+    conn: AsyncConnection, since: datetime, until: datetime, below: int | None, take: int
+) -> list[int]:
+    """The newest `take` ids of alerts starting in [since, until), below `below`."""
+    window = [alerts.c.starts_at >= since, alerts.c.starts_at < until]
     if below is not None:
         window.append(alerts.c.id < below)
-    found = select(alerts.c.id).where(*window).limit(_WINDOW_IDS_MAX + 1).cte("window_ids").prefix_with("MATERIALIZED")
-    size = select(func.count()).select_from(found).scalar_subquery()
-    query = select(found.c.id, size).order_by(found.c.id.desc()).limit(take)
-    result = (await conn.execute(query)).all()
-    return [row[0] for row in result], (result[0][1] if result else 0)
+    # `id + 0`: an order the primary key cannot provide, so neither planner walks it backwards; both
+    # read the window from the (starts_at, id) index and keep the newest `take` in a top-N sort.
+    query = select(alerts.c.id).where(*window).order_by((alerts.c.id + 0).desc()).limit(take)
+    return list((await conn.execute(query)).scalars())
 
 
 _PROBE = 2000  # label-index entries read ahead for an equality matcher
