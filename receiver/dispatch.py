@@ -113,6 +113,10 @@ class Dispatcher:
             rows = await outbox.claim_due(conn, now=now, limit=self.policy.batch_size, lease=self.policy.lease)
         if not rows:
             return 0
+        async with self.engine.connect() as conn:  # one query for the batch, not one per message
+            covered = await outbox.covered_alerts_of(conn, [row["id"] for row in rows])
+        for row in rows:
+            row["covered"] = covered[row["id"]]
         by_recipient: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             by_recipient[(row["channel"], row["recipient"])].append(row)
@@ -147,10 +151,11 @@ class Dispatcher:
         await self._record_sent(row, result)
 
     async def _message_for(self, row: dict[str, Any]) -> Message:
-        async with self.engine.connect() as conn:
-            covered = await outbox.covered_alerts(conn, row["id"])
-            parent = await outbox.thread_parent(conn, row) if row["kind"] in ("resolved", "repeat") else None
-            parent_alerts = await outbox.covered_alerts(conn, parent["id"]) if parent else []
+        covered, parent, parent_alerts = row["covered"], None, []  # covered: fetched with the batch (run_once)
+        if row["kind"] in ("resolved", "repeat"):
+            async with self.engine.connect() as conn:
+                parent = await outbox.thread_parent(conn, row)
+                parent_alerts = await outbox.covered_alerts(conn, parent["id"]) if parent else []
         history = f"{self.settings.external_url.rstrip('/')}/" if self.settings.external_url else None
         data = RenderInput(row["kind"], row["group_key"], covered, history)
         original = None

@@ -10,17 +10,34 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from receiver.store.tables import slack_directory
 
+_MEMO_MAX = 10_000  # recipients remembered in process; past that the memo starts over
+
 
 class DbSlackDirectory:
-    """Implements receiver.notifiers.slack.SlackDirectory over the slack_directory table."""
+    """Implements receiver.notifiers.slack.SlackDirectory over the slack_directory table.
+
+    A recipient's DM channel never changes, so what was read or written once is also kept in process
+    memory: every Slack message would otherwise cost a database round trip before it is sent.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._memo: dict[str, str] = {}
 
     async def get(self, recipient: str) -> str | None:
+        if recipient in self._memo:
+            return self._memo[recipient]
         query = select(slack_directory.c.dm_channel).where(slack_directory.c.recipient == recipient)
         async with self._engine.connect() as conn:
-            return (await conn.execute(query)).scalar()
+            found = (await conn.execute(query)).scalar()
+        if found:
+            self._remember(recipient, found)
+        return found
+
+    def _remember(self, recipient: str, dm_channel: str) -> None:
+        if len(self._memo) >= _MEMO_MAX:
+            self._memo.clear()
+        self._memo[recipient] = dm_channel
 
     async def put(self, recipient: str, dm_channel: str) -> None:
         dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
@@ -31,3 +48,4 @@ class DbSlackDirectory:
         )
         async with self._engine.begin() as conn:
             await conn.execute(stmt)
+        self._remember(recipient, dm_channel)

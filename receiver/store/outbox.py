@@ -70,13 +70,22 @@ async def claim_due(conn: AsyncConnection, *, now: datetime, limit: int, lease: 
 
 async def covered_alerts(conn: AsyncConnection, notification_id: int) -> list[dict[str, Any]]:
     """The alerts a notification reports, each with the event (`kind`) it reports."""
+    return (await covered_alerts_of(conn, [notification_id]))[notification_id]
+
+
+async def covered_alerts_of(conn: AsyncConnection, notification_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """`covered_alerts` for many notifications in one query (a claimed batch)."""
+    found: dict[int, list[dict[str, Any]]] = {nid: [] for nid in notification_ids}
     query = (
-        select(alerts, notification_alerts.c.kind.label("event"))
+        select(alerts, notification_alerts.c.kind.label("event"), notification_alerts.c.notification_id)
         .join(notification_alerts, notification_alerts.c.alert_id == alerts.c.id)
-        .where(notification_alerts.c.notification_id == notification_id)
-        .order_by(alerts.c.id)
+        .where(notification_alerts.c.notification_id.in_(notification_ids))
+        .order_by(notification_alerts.c.notification_id, alerts.c.id)
     )
-    return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+    for r in (await conn.execute(query)).all():
+        row = dict(r._mapping)
+        found[row.pop("notification_id")].append(row)
+    return found
 
 
 async def thread_parent(conn: AsyncConnection, row: dict[str, Any]) -> dict[str, Any] | None:
