@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from receiver.schemas import alert_fingerprint
 from tests.support import load_payload, make_alert, make_payload, receiver_env, running_receiver
 
 
@@ -134,3 +135,19 @@ def test_ten_thousand_alerts_in_one_payload(client_factory) -> None:  # type: ig
     assert r.json()["events"] == {"firing": 10_000}
     stored = client.get("/api/v1/alerts", params={"matcher": "feature=f9999"}).json()["items"]
     assert len(stored) == 1
+
+
+async def test_nul_characters_are_stored_as_replacement_characters(harness) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL cannot store NUL in text: the alert is kept with U+FFFD in its place, on both stores."""
+    alert = make_alert(model="fraud\u0000detector")
+    alert["annotations"] = {"summary": "line\u0000end"}
+    payload = make_payload([alert], group_key='{}:{model="fraud\u0000detector"}')
+    r = await harness.post_webhook(payload)
+    assert r.status_code == 200, r.text
+    assert r.json()["events"] == {"firing": 1}
+    stored = (await harness.client.get("/api/v1/alerts", params={"matcher": 'model="fraud\ufffddetector"'})).json()
+    [item] = stored["items"]
+    assert item["labels"]["model"] == "fraud\ufffddetector"
+    assert item["annotations"]["summary"] == "line\ufffdend"
+    assert item["group_key"] == '{}:{model="fraud\ufffddetector"}'
+    assert item["fingerprint"] == alert_fingerprint(alert["labels"])  # taken from the labels as sent
