@@ -13,6 +13,7 @@ figure and the report go to bench/results/ (git-ignored).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shutil
 import subprocess
@@ -48,6 +49,26 @@ def background_load(seconds: float = 2.0) -> str:
     before = system_busy_seconds()
     time.sleep(seconds)
     return f"{100 * (system_busy_seconds() - before) / seconds:.0f}% of one core busy over {seconds:.0f} s"
+
+
+def _run_section(section: str, cfg: BenchConfig, results_dir: Path, *, quick: bool) -> Any:
+    """One section's figures; each module is imported only when its section runs."""
+    if section == "profile":
+        from bench.profile import run_profile
+
+        return run_profile(cfg, results_dir, seconds=3 if quick else 8)
+    module, function = _SECTION_RUNNERS[section]
+    return getattr(importlib.import_module(module), function)(cfg)
+
+
+_SECTION_RUNNERS = {
+    "ingest": ("bench.ingest", "run_ingest"),
+    "diagnose": ("bench.ingest", "run_diagnosis"),
+    "history": ("bench.history", "run_history"),
+    "dispatch": ("bench.dispatch", "run_dispatch"),
+    "memory": ("bench.ingest", "run_memory"),
+    "storm": ("bench.storm", "run_storm"),
+}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,34 +134,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for section in sections:
             cfg.log(f"== {section}")
-            if section == "ingest":
-                from bench.ingest import run_ingest
-
-                out["ingest"] = run_ingest(cfg)
-            elif section == "diagnose":
-                from bench.ingest import run_diagnosis
-
-                out["diagnose"] = run_diagnosis(cfg)
-            elif section == "history":
-                from bench.history import run_history
-
-                out["history"] = run_history(cfg)
-            elif section == "dispatch":
-                from bench.dispatch import run_dispatch
-
-                out["dispatch"] = run_dispatch(cfg)
-            elif section == "memory":
-                from bench.ingest import run_memory
-
-                out["memory"] = run_memory(cfg)
-            elif section == "storm":
-                from bench.storm import run_storm
-
-                out["storm"] = run_storm(cfg)
-            elif section == "profile":
-                from bench.profile import run_profile
-
-                out["profile"] = run_profile(cfg, results_dir, seconds=3 if args.quick else 8)
+            out[section] = _run_section(section, cfg, results_dir, quick=args.quick)
     finally:
         results["duration_s"] = time.monotonic() - t0
         if git_state() != git_at_start:

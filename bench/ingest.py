@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,18 @@ from bench.settings import BenchConfig
 SIZES = (1, 10, 100)
 
 
+def loadgen_command(port: int, *, alerts: int, duration: float, warmup: float, extra: Sequence[str] = ()) -> list[str]:
+    """The command line of bench.loadgen's webhook mode against a server on `port` (a new run id)."""
+    return [
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        "webhook",
+        *("--port", str(port), "--alerts", str(alerts), "--duration", str(duration), "--warmup", str(warmup)),
+        *("--run-id", uuid.uuid4().hex[:8], *extra),
+    ]
+
+
 def loadgen(
     server: Server,
     *,
@@ -42,28 +55,13 @@ def loadgen(
     timeout: float | None = None,
 ) -> dict[str, Any]:
     """Run bench.loadgen in its own process against `server`; its JSON result."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench.loadgen",
-        "webhook",
-        "--port",
-        str(server.port),
-        "--alerts",
-        str(alerts),
-        "--duration",
-        str(duration),
-        "--warmup",
-        str(warmup),
-        "--max-requests",
-        str(max_requests),
-        "--concurrency",
-        str(concurrency),
-        "--server-pid",
-        str(server.pid),
-        "--run-id",
-        uuid.uuid4().hex[:8],
-    ]
+    cmd = loadgen_command(
+        server.port,
+        alerts=alerts,
+        duration=duration,
+        warmup=warmup,
+        extra=["--max-requests", str(max_requests), "--concurrency", str(concurrency), "--server-pid", str(server.pid)],
+    )
     if postgres:
         cmd.append("--postgres")
     limit = timeout or (duration + warmup + 120)

@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import pg
 from bench.common import REPO, clean_env, receiver_server
+from bench.ingest import loadgen_command
 from bench.settings import BenchConfig
 
 
@@ -80,22 +81,7 @@ def run_profile(cfg: BenchConfig, results_dir: Path, alerts: int = 10, seconds: 
             db_ctx = pg.fresh_database(cfg.pg_admin_url)  # type: ignore[arg-type]
         raw = results_dir / f"profile-{target}-{alerts}.txt"
         with db_ctx as url, receiver_server(cfg.workdir, url) as server:
-            cmd = [
-                sys.executable,
-                "-m",
-                "bench.loadgen",
-                "webhook",
-                "--port",
-                str(server.port),
-                "--alerts",
-                str(alerts),
-                "--duration",
-                str(seconds + 3),
-                "--warmup",
-                "1",
-                "--run-id",
-                uuid.uuid4().hex[:8],
-            ]
+            cmd = loadgen_command(server.port, alerts=alerts, duration=seconds + 3, warmup=1)
             load = subprocess.Popen(cmd, cwd=REPO, env=clean_env(), stdout=subprocess.DEVNULL)
             time.sleep(2)
             spy = subprocess.run(

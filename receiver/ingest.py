@@ -66,10 +66,6 @@ class Ingestor:
     preparer: Preparer
     writer: BatchWriter
 
-    async def ingest(self, payload: WebhookPayload) -> IngestOutcome:
-        """Store the payload; returns once committed (raises StorageUnavailable otherwise)."""
-        return await self.enqueue(payload)
-
     def enqueue(self, payload: WebhookPayload) -> asyncio.Future[IngestOutcome]:
         """Prepare and queue the payload now; the future is done once it is committed."""
         return self.writer.enqueue(self.preparer.prepare(payload))

@@ -34,7 +34,7 @@ class _Job:
 
 
 class BatchWriter:
-    """Owns the write path; `submit` returns once the receipt is committed."""
+    """Owns the write path; `enqueue` returns a future that is done once the receipt is committed."""
 
     def __init__(
         self,
@@ -81,12 +81,8 @@ class BatchWriter:
             self._incoming -= 1
             self._arrived.set()
 
-    async def submit(self, receipt: IncomingReceipt) -> IngestOutcome:
-        """Queue a receipt and wait for its commit; StorageUnavailable when it could not be stored."""
-        return await self.enqueue(receipt)
-
     def enqueue(self, receipt: IncomingReceipt) -> asyncio.Future[IngestOutcome]:
-        """Queue a receipt now; the future is done once it is committed (or StorageUnavailable)."""
+        """Queue a receipt now; the future is done once it is committed (or fails: StorageUnavailable)."""
         if not self._tasks:
             raise StorageUnavailable("the writer is not running")
         loop = asyncio.get_running_loop()

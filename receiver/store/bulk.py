@@ -44,12 +44,6 @@ class Codec:
         """JSON columns hold text on both databases; None is SQL NULL."""
         return None if value is None else to_json(value).decode()
 
-    def placeholders(self, count: int, start: int = 0) -> str:
-        """`?, ?, ?` for sqlite3 (qmark), `$1, $2, $3` for asyncpg (numeric)."""
-        if self.postgres:
-            return ", ".join(f"${n}" for n in range(start + 1, start + count + 1))
-        return ", ".join("?" * count)
-
 
 def insert_many(conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
     """INSERT rows (tuples in `columns` order, already converted by Codec).
@@ -62,9 +56,12 @@ def insert_many(conn: Connection, table: Table, columns: Sequence[str], rows: li
     if Codec(conn).postgres:
         conn.exec_driver_sql(_pg_json_insert(table, tuple(columns)), _pg_rows(rows))
         return
-    head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
-    for sql, params in _sqlite_chunks(head, len(columns), rows):
+    for sql, params in _sqlite_chunks(_insert_head(table, columns), len(columns), rows):
         conn.exec_driver_sql(sql, params)
+
+
+def _insert_head(table: Table, columns: Sequence[str]) -> str:
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
 
 
 def _sqlite_chunks(head: str, width: int, rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
@@ -111,8 +108,7 @@ def insert_returning(
         sql = f"{_pg_json_insert(table, tuple(columns))} {tail}"
         found.extend(tuple(r) for r in conn.exec_driver_sql(sql, _pg_rows(rows)))
         return found
-    head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
-    for sql, params in _sqlite_chunks(head, len(columns), rows):
+    for sql, params in _sqlite_chunks(_insert_head(table, columns), len(columns), rows):
         found.extend(tuple(r) for r in conn.exec_driver_sql(f"{sql} {tail}", params))
     return found
 
