@@ -87,13 +87,12 @@ def cmd_render(args: argparse.Namespace) -> int:
     incoming = Preparer.from_settings(settings, catalog).prepare(payload)
     per_target: dict[tuple[str, str], list[dict]] = {}
     for item in incoming.alerts:
-        a = item.alert
         row = {
             **item.documents(),
-            "status": a.status,
-            "event": a.status,
-            "starts_at": a.starts_at,
-            "ends_at": a.ends_at,
+            "status": item.status,
+            "event": item.status,
+            "starts_at": item.starts_at,
+            "ends_at": item.ends_at,
         }
         for target in item.recipients:
             per_target.setdefault(target, []).append(row)

@@ -38,19 +38,16 @@ class Preparer:
 
     def prepare(self, payload: WebhookPayload) -> IncomingReceipt:
         self.catalog.reload_if_changed()
-        return IncomingReceipt(
-            payload=payload,
-            digest=receipt_digest(payload),
-            alerts=[self._prepare_alert(a, payload.external_url) for a in payload.alerts],
-        )
+        alerts = [self._prepare_alert(a, payload.external_url) for a in payload.alerts]
+        return IncomingReceipt.from_payload(payload, receipt_digest(payload), alerts)
 
     def _prepare_alert(self, alert: WebhookAlert, external_url: str) -> IncomingAlert:
         s = self.settings
         entry = self.catalog.lookup(alert.labels, reload=False)
         if entry is None and alert.labels.get(s.model_label):
             self.catalog_misses += 1
-        return IncomingAlert(
-            alert=alert,
+        return IncomingAlert.from_alert(
+            alert,
             model=alert.labels.get(s.model_label),
             team=(entry.team if entry else None) or alert.labels.get("team"),
             model_info=model_info(entry, alert.labels, s.model_version_label),

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Connection
 
@@ -36,38 +36,91 @@ from receiver.store.tables import (
 )
 
 
-@dataclass(frozen=True)
-class IncomingAlert:
-    """An alert from the payload with what ingest derived for it (enrichment, recipients)."""
+class IncomingAlert(NamedTuple):
+    """An alert from the payload with what ingest derived for it (enrichment, recipients).
 
-    alert: WebhookAlert
-    model: str | None = None
-    team: str | None = None
-    model_info: dict[str, Any] | None = None
-    links: dict[str, str] = field(default_factory=dict)
-    recipients: tuple[tuple[str, str], ...] = ()  # (channel, recipient)
+    Plain values only (no pydantic models), so a receipt crosses to the writer process as tuples
+    (receiver/writer_process.py) instead of being pickled object by object.
+    """
+
+    fingerprint: str
+    starts_at: datetime
+    ends_at: datetime | None
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str
+    model: str | None
+    team: str | None
+    model_info: dict[str, Any] | None
+    links: dict[str, str]
+    recipients: tuple[tuple[str, str], ...]  # (channel, recipient)
     # The JSON columns as text, serialised where the alert is prepared (the request's side), so the
-    # single writer thread only binds them.
-    json_text: dict[str, str | None] = field(init=False, repr=False, compare=False)
+    # writer only binds them.
+    json_text: dict[str, str | None]
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "json_text", {name: Codec.json(value) for name, value in self.documents().items()})
+    @classmethod
+    def from_alert(
+        cls,
+        alert: WebhookAlert,
+        *,
+        model: str | None = None,
+        team: str | None = None,
+        model_info: dict[str, Any] | None = None,
+        links: dict[str, str] | None = None,
+        recipients: tuple[tuple[str, str], ...] = (),
+    ) -> IncomingAlert:
+        links = links or {}
+        documents = {"labels": alert.labels, "annotations": alert.annotations, "model_info": model_info, "links": links}
+        return cls(
+            alert.fingerprint,
+            alert.starts_at,
+            alert.ends_at,
+            alert.status,
+            alert.labels,
+            alert.annotations,
+            alert.generator_url,
+            model,
+            team,
+            model_info,
+            links,
+            recipients,
+            {name: Codec.json(value) for name, value in documents.items()},
+        )
+
+    @property
+    def key(self) -> Key:
+        return (self.fingerprint, self.starts_at)
 
     def documents(self) -> dict[str, Any]:
         """What the alert's JSON columns hold."""
-        a = self.alert
-        return {"labels": a.labels, "annotations": a.annotations, "model_info": self.model_info, "links": self.links}
+        return {"labels": self.labels, "annotations": self.annotations, "model_info": self.model_info, "links": self.links}
 
 
-@dataclass(frozen=True)
-class IncomingReceipt:
-    payload: WebhookPayload
+class IncomingReceipt(NamedTuple):
+    """One webhook delivery, prepared: the payload's group fields, its digest and its alerts."""
+
+    receiver: str
+    group_key: str
+    status: str
+    truncated_alerts: int
+    notification_reason: str | None
+    external_url: str
+    group_labels: dict[str, str]
     digest: str
-    alerts: Sequence[IncomingAlert]
+    alerts: tuple[IncomingAlert, ...]
+
+    @classmethod
+    def from_payload(cls, payload: WebhookPayload, digest: str, alerts: Sequence[IncomingAlert]) -> IncomingReceipt:
+        p = payload
+        return cls(
+            p.receiver, p.group_key, p.status, p.truncated_alerts, p.notification_reason, p.external_url,
+            p.group_labels, digest, tuple(alerts),
+        )  # fmt: skip
 
     def by_key(self) -> dict[Key, IncomingAlert]:
         """The payload's alerts by occurrence; an alert repeated inside one payload counts once."""
-        return {item.alert.key: item for item in self.alerts}
+        return {item.key: item for item in self.alerts}
 
 
 @dataclass
@@ -163,16 +216,16 @@ def _insert_receipts(
     rows = [
         {
             "received_at": now,
-            "receiver": r.payload.receiver,
-            "group_key": r.payload.group_key,
-            "status": r.payload.status,
+            "receiver": r.receiver,
+            "group_key": r.group_key,
+            "status": r.status,
             "digest": r.digest,
             "duplicate": not is_fresh,
-            "alert_count": len(r.payload.alerts),
-            "truncated_alerts": r.payload.truncated_alerts,
-            "notification_reason": r.payload.notification_reason,
-            "external_url": r.payload.external_url,
-            "group_labels": r.payload.group_labels,
+            "alert_count": len(r.alerts),
+            "truncated_alerts": r.truncated_alerts,
+            "notification_reason": r.notification_reason,
+            "external_url": r.external_url,
+            "group_labels": r.group_labels,
         }
         for r, is_fresh in zip(batch, fresh, strict=True)
     ]
@@ -180,8 +233,8 @@ def _insert_receipts(
     return list(conn.execute(stmt, rows).scalars())
 
 
-def _alert_row(payload: WebhookPayload, item: IncomingAlert, now: datetime) -> dict[str, Any]:
-    a = item.alert
+def _alert_row(receipt: IncomingReceipt, item: IncomingAlert, now: datetime) -> dict[str, Any]:
+    a = item
     return {
         "fingerprint": a.fingerprint,
         "starts_at": a.starts_at,
@@ -191,8 +244,8 @@ def _alert_row(payload: WebhookPayload, item: IncomingAlert, now: datetime) -> d
         "severity": a.labels.get("severity"),
         "model": item.model,
         "team": item.team,
-        "receiver": payload.receiver,
-        "group_key": payload.group_key,
+        "receiver": receipt.receiver,
+        "group_key": receipt.group_key,
         **item.json_text,
         "generator_url": a.generator_url,
         "first_seen_at": now,
@@ -219,23 +272,22 @@ def _plan(
             continue
         for key in sorted(by_key):
             item = by_key[key]
-            decision = decide_alert_event(states.get(key), item.alert.status, now=now, window=window)
+            decision = decide_alert_event(states.get(key), item.status, now=now, window=window)
             if key not in states:
-                plan.new_rows[key] = _alert_row(receipt.payload, item, now)
-                plan.new_labels[key] = item.alert.labels
+                plan.new_rows[key] = _alert_row(receipt, item, now)
+                plan.new_labels[key] = item.labels
             elif decision.event is EventKind.RESOLVED and key in plan.new_rows:
-                plan.new_rows[key].update(_alert_row(receipt.payload, item, now), first_seen_at=now)
-                plan.new_labels[key] = item.alert.labels
+                plan.new_rows[key].update(_alert_row(receipt, item, now), first_seen_at=now)
+                plan.new_labels[key] = item.labels
             elif decision.event is EventKind.RESOLVED:
-                a = item.alert
-                plan.resolve_details[key] = {"b_ends": a.ends_at, "b_ann": a.annotations, "b_links": item.links}
+                plan.resolve_details[key] = {"b_ends": item.ends_at, "b_ann": item.annotations, "b_links": item.links}
             elif decision.event is EventKind.REPEAT and key not in plan.new_rows:
                 plan.repeats.add(key)
             if decision.event is not None:
                 plan.changes.append(_Change(index, key, decision.event, decision.reason))
                 states[key] = AlertState("resolved" if decision.event is EventKind.RESOLVED else "firing", now)
             elif key not in states:
-                states[key] = AlertState(item.alert.status, now)
+                states[key] = AlertState(item.status, now)
     return plan
 
 
@@ -297,7 +349,7 @@ def _queue_notifications(
             "channel": channel,
             "recipient": recipient,
             "kind": _message_kind(c.kind for c in covered[(index, channel, recipient)]),
-            "group_key": batch[index].payload.group_key,
+            "group_key": batch[index].group_key,
             "receipt_id": receipt_ids[index],
             "status": "pending",
             "attempts": 0,
