@@ -169,11 +169,13 @@ def receiver_server(
 ) -> AbstractContextManager[Server]:
     """`python -m receiver serve` on a free port, log level WARNING, dispatcher off unless asked.
 
-    `instrumented`: bench/diagnose.py's wrapper instead (same server, plus counters at /bench/stats)."""
+    `instrumented`: bench/diagnose.py's wrapper instead (same server, plus counters at /bench/stats),
+    with the writer as a thread of the server, where the counters can see its transactions."""
     values = {
         "RECEIVER_DATABASE_URL": database_url,
         "RECEIVER_LOG_LEVEL": "WARNING",
         "RECEIVER_DISPATCH__ENABLED": "true" if dispatch else "false",
+        **({"RECEIVER_WRITER_PROCESS": "false"} if instrumented else {}),
         **env,
     }
     command = ["-m", "bench.diagnose"] if instrumented else ["-m", "receiver", "serve"]
@@ -225,6 +227,39 @@ def cpu_seconds(pid: int) -> float:
     except FileNotFoundError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants: the receiver's writer process counts as part of the server."""
+    pids, index = [pid], 0
+    while index < len(pids):
+        parent = pids[index]
+        index += 1
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    pids.extend(int(child) for child in f.read().split())
+            except FileNotFoundError:
+                pass
+    return pids
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a server and its child processes."""
+    return sum(cpu_seconds(p) for p in process_tree(pid))
+
+
+def server_memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (kB) summed over a server and its child processes (the sum of peaks bounds the peak)."""
+    total = {"VmRSS": 0, "VmHWM": 0}
+    for p in process_tree(pid):
+        for key, value in proc_status(p).items():
+            total[key] += value
+    return total
 
 
 def system_busy_seconds() -> float:

@@ -19,7 +19,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import cpu_seconds, proc_status, receiver_cli, receiver_server, system_busy_seconds, wait_quiet
+from bench.common import (
+    cpu_seconds,
+    receiver_cli,
+    receiver_server,
+    server_cpu_seconds,
+    server_memory,
+    system_busy_seconds,
+    wait_quiet,
+)
 from bench.settings import BenchConfig
 
 ALERTS_PER_NOTIFICATION = 2
@@ -154,7 +162,11 @@ def run_dispatch(cfg: BenchConfig, *, instrumented: bool = False, notifications:
         stats = None
         with receiver_server(cfg.workdir, url, dispatch=True, config=config, instrumented=instrumented) as server:
             ready = time.monotonic()
-            cpu0, system0, orchestrator0 = cpu_seconds(server.pid), system_busy_seconds(), cpu_seconds(os.getpid())
+            cpu0, system0, orchestrator0 = (
+                server_cpu_seconds(server.pid),
+                system_busy_seconds(),
+                cpu_seconds(os.getpid()),
+            )
             deadline = ready + cfg.dispatch_timeout
             counts: dict[str, int] = {}
             while time.monotonic() < deadline:
@@ -163,10 +175,10 @@ def run_dispatch(cfg: BenchConfig, *, instrumented: bool = False, notifications:
                     break
                 time.sleep(0.2)
             wall = time.monotonic() - ready
-            server_pct = 100 * (cpu_seconds(server.pid) - cpu0) / wall
+            server_pct = 100 * (server_cpu_seconds(server.pid) - cpu0) / wall
             fake_pct = 100 * (cpu_seconds(os.getpid()) - orchestrator0) / wall
             other_pct = max(0.0, 100 * (system_busy_seconds() - system0) / wall - server_pct - fake_pct)
-            rss = proc_status(server.pid).get("VmHWM", 0) / 1024
+            rss = server_memory(server.pid).get("VmHWM", 0) / 1024
             if instrumented:
                 with urllib.request.urlopen(f"{server.base}/bench/stats", timeout=10) as resp:  # noqa: S310
                     stats = json.load(resp)

@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bench import pg
-from bench.common import REPO, clean_env, cpu_seconds, proc_status, receiver_cli, receiver_server, wait_quiet
+from bench.common import REPO, clean_env, receiver_cli, receiver_server, server_cpu_seconds, server_memory, wait_quiet
 from bench.payloads import ALERTNAMES, MODELS, NAMESPACES, SEVERITIES, TEAMS
 from bench.settings import BenchConfig
 
@@ -455,17 +455,17 @@ def wait_idle(pid: int, *, min_age: float, idle_for: float = 1.5, timeout: float
 
     Returns the CPU seconds it spent meanwhile (the receiver prunes retention 5 s after start)."""
     started = time.monotonic()
-    first = cpu_seconds(pid)
+    first = server_cpu_seconds(pid)
     calm_since = None
     while time.monotonic() - started < timeout:
-        before = cpu_seconds(pid)
+        before = server_cpu_seconds(pid)
         time.sleep(0.5)
-        busy = (cpu_seconds(pid) - before) / 0.5
+        busy = (server_cpu_seconds(pid) - before) / 0.5
         now = time.monotonic()
         calm_since = (calm_since or now) if busy < 0.05 else None
         if now - started >= min_age and calm_since is not None and now - calm_since >= idle_for:
             break
-    return cpu_seconds(pid) - first
+    return server_cpu_seconds(pid) - first
 
 
 def time_cases(cfg: BenchConfig, base: str, port: int, d: Dataset) -> list[dict[str, Any]]:
@@ -597,7 +597,7 @@ def run_history(cfg: BenchConfig) -> list[dict[str, Any]]:
             with receiver_server(cfg.workdir, url) as server:
                 startup_cpu = wait_idle(server.pid, min_age=0 if cfg.quick else 6.5)
                 cases_rows = time_cases(cfg, server.base, server.port, d)
-                rss = proc_status(server.pid).get("VmHWM", 0) / 1024
+                rss = server_memory(server.pid).get("VmHWM", 0) / 1024
             slow = [r["case"] for r in cases_rows if not r["met"]]
             plans = explain(url, d, slow) if slow else {}
             for r in cases_rows:

@@ -21,8 +21,8 @@ from bench.common import (
     Server,
     baseline_server,
     clean_env,
-    proc_status,
     receiver_server,
+    server_memory,
     server_process,
     wait_quiet,
 )
@@ -77,7 +77,7 @@ def _sqlite_count(path: Path, table: str = "alerts") -> int:
 
 
 def _row(target: str, size: int, result: dict[str, Any], server: Server, quiet: float) -> dict[str, Any]:
-    status = proc_status(server.pid)
+    status = server_memory(server.pid)
     if result.get("requests_failed") or result.get("errors"):
         result["server_log_tail"] = server.log_path.read_text(errors="replace").splitlines()[-40:]
     return {
@@ -155,7 +155,7 @@ def run_memory(cfg: BenchConfig) -> dict[str, Any]:
 
         def sample() -> None:
             while not stop.wait(1.0):
-                samples.append((time.monotonic() - started, proc_status(server.pid).get("VmRSS", 0)))
+                samples.append((time.monotonic() - started, server_memory(server.pid).get("VmRSS", 0)))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -171,7 +171,7 @@ def run_memory(cfg: BenchConfig) -> dict[str, Any]:
         finally:
             stop.set()
             sampler.join()
-        status = proc_status(server.pid)
+        status = server_memory(server.pid)
     stored = _sqlite_count(db_path)
     size_mb = sum(Path(f"{db_path}{s}").stat().st_size for s in ("", "-wal") if Path(f"{db_path}{s}").exists()) / 2**20
     if not cfg.keep_databases:

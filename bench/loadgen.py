@@ -29,6 +29,7 @@ from bench.common import (
     percentile,
     post_request,
     postgres_cpu_seconds,
+    server_cpu_seconds,
     system_busy_seconds,
 )
 from bench.payloads import PayloadFactory
@@ -62,7 +63,7 @@ async def run_webhook(args: argparse.Namespace) -> dict[str, Any]:
         cpu_marks[name] = (
             time.perf_counter(),
             cpu_seconds(os.getpid()),
-            cpu_seconds(args.server_pid or 0),
+            server_cpu_seconds(args.server_pid) if args.server_pid else 0.0,
             system_busy_seconds(),
             postgres_cpu_seconds() if args.postgres else 0.0,
         )

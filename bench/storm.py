@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import free_port, proc_status, receiver_server, stop_process, wait_http, wait_quiet
+from bench.common import free_port, receiver_server, server_memory, stop_process, wait_http, wait_quiet
 from bench.settings import BenchConfig
 
 ALERTMANAGER = "prometheus-alertmanager"
@@ -125,7 +125,7 @@ def run_storm(cfg: BenchConfig) -> dict[str, Any]:
             time.sleep(1)  # let Alertmanager account for its last sends
             with urllib.request.urlopen(f"{am_base}/metrics", timeout=10) as r:  # noqa: S310
                 metrics = r.read().decode()
-            rss = proc_status(server.pid).get("VmHWM", 0) / 1024
+            rss = server_memory(server.pid).get("VmHWM", 0) / 1024
         finally:
             stop_process(am)  # type: ignore[arg-type]
             am_log.close()

@@ -167,6 +167,8 @@ class Settings(BaseSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    # Commit webhooks in a child process (a second core for the write path); false: a thread of this one.
+    writer_process: bool = True
     host: str = "127.0.0.1"
     port: int = 9095
     webhook_token: SecretStr | None = None

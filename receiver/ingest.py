@@ -14,6 +14,7 @@ from receiver.routing import CompiledRoute, compile_routes, recipients_for
 from receiver.schemas import WebhookAlert, WebhookPayload
 from receiver.store.ingest import IncomingAlert, IncomingReceipt, IngestOutcome, IngestPolicy
 from receiver.writer import BatchWriter
+from receiver.writer_process import ProcessWriter
 
 
 def ingest_policy(settings: Settings) -> IngestPolicy:
@@ -61,7 +62,7 @@ class Preparer:
 @dataclass
 class Ingestor:
     preparer: Preparer
-    writer: BatchWriter
+    writer: BatchWriter | ProcessWriter
 
     def enqueue(self, payload: WebhookPayload) -> asyncio.Future[IngestOutcome]:
         """Prepare and queue the payload now; the future is done once it is committed."""

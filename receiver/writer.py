@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from receiver.store.engine import create_engine, create_sqlite_writer_engine, is_sqlite
 from receiver.store.ingest import ConcurrentInsert, IncomingReceipt, IngestOutcome, IngestPolicy, store_batch
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class BatchWriter:
         max_batch: int = 64,
         sqlite_engine: Engine | None = None,
         gather_window: float = 0.003,
+        sqlite_in_thread: bool = True,
     ) -> None:
         self._engine = engine
         self._sqlite_engine = sqlite_engine  # set: transactions run in a worker thread on this engine
@@ -59,8 +61,11 @@ class BatchWriter:
         self._peak_since = 0.0
         self._arrived = asyncio.Event()
         self.gather_window = gather_window
+        # False only where nothing else needs the event loop while a commit runs (the writer process):
+        # the hop to a thread and back, and the two threads' turns at the GIL, cost more than they give.
+        self._sqlite_in_thread = sqlite_in_thread
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run(), name=f"writer-{n}") for n in range(self._writers)]
 
     async def stop(self) -> None:
@@ -156,6 +161,8 @@ class BatchWriter:
     async def _transaction(self, batch: list[_Job]) -> list[IngestOutcome]:
         receipts = [job.receipt for job in batch]
         now = datetime.now(UTC)
+        if self._sqlite_engine is not None and not self._sqlite_in_thread:
+            return self._sqlite_transaction(receipts, now)
         if self._sqlite_engine is not None:
             return await asyncio.to_thread(self._sqlite_transaction, receipts, now)
         async with self._engine.begin() as conn:
@@ -172,6 +179,36 @@ class BatchWriter:
     async def aclose(self) -> None:
         if self._sqlite_engine is not None:
             self._sqlite_engine.dispose()
+
+
+def local_writer(
+    url: str,
+    policy: IngestPolicy,
+    sqlite_synchronous: str,
+    *,
+    engine: AsyncEngine | None = None,
+    gather_window: float | None = None,
+    sqlite_in_thread: bool = True,
+) -> tuple[BatchWriter, AsyncEngine]:
+    """A writer in this process for `url`, and the engine it uses.
+
+    SQLite: one writer thread on an engine of its own, committing with `sqlite_synchronous` (FULL: an
+    answered webhook survives power loss), waiting briefly for requests being read (see `_gather`).
+    PostgreSQL: four writers side by side on `engine`.
+    """
+    engine = engine or create_engine(url, sqlite_synchronous="NORMAL")
+    sqlite_engine = create_sqlite_writer_engine(url, sqlite_synchronous=sqlite_synchronous) if is_sqlite(url) else None
+    if gather_window is None:
+        gather_window = 0.003 if sqlite_engine else 0.0
+    writer = BatchWriter(
+        engine,
+        policy,
+        writers=1 if sqlite_engine else 4,
+        sqlite_engine=sqlite_engine,
+        gather_window=gather_window,
+        sqlite_in_thread=sqlite_in_thread,
+    )
+    return writer, engine
 
 
 def _settle(job: _Job, *, outcome: IngestOutcome | None = None, error: Exception | None = None) -> None:

@@ -37,14 +37,14 @@ async def writer_for(sqlite_url: str) -> AsyncIterator:  # type: ignore[type-arg
     await migrate.upgrade(engine)
     started: list[BatchWriter] = []
 
-    def build(gather_window: float) -> BatchWriter:
+    async def build(gather_window: float) -> BatchWriter:
         writer = BatchWriter(
             engine,
             ingest_policy(Settings()),
             sqlite_engine=create_sqlite_writer_engine(sqlite_url),
             gather_window=gather_window,
         )
-        writer.start()
+        await writer.start()
         started.append(writer)
         return writer
 
@@ -63,7 +63,7 @@ async def _received_at(engine, receipt_ids: list[int]) -> list:  # type: ignore[
 
 async def test_writer_waits_for_a_request_still_being_read(writer_for) -> None:  # type: ignore[no-untyped-def]
     build, engine = writer_for
-    writer = build(gather_window=HANG_GUARD)
+    writer = await build(gather_window=HANG_GUARD)
     with writer.incoming():  # a second request is being read and parsed
         first = writer.enqueue(receipt("a"))
         await asyncio.sleep(0.2)  # plenty of time to commit `first` alone, if the writer did not wait
@@ -76,14 +76,14 @@ async def test_writer_waits_for_a_request_still_being_read(writer_for) -> None: 
 
 async def test_a_lone_request_is_committed_without_waiting_for_the_window(writer_for) -> None:  # type: ignore[no-untyped-def]
     build, engine = writer_for
-    writer = build(gather_window=3600)  # were it waited out, the guard below would fail the test
+    writer = await build(gather_window=3600)  # were it waited out, the guard below would fail the test
     outcome = await asyncio.wait_for(writer.enqueue(receipt("a")), HANG_GUARD)
     assert len(await _received_at(engine, [outcome.receipt_id])) == 1
 
 
 async def test_without_a_window_each_batch_takes_only_what_is_queued(writer_for) -> None:  # type: ignore[no-untyped-def]
     build, engine = writer_for
-    writer = build(gather_window=0.0)
+    writer = await build(gather_window=0.0)
     with writer.incoming():
         first = writer.enqueue(receipt("a"))
         await asyncio.wait_for(asyncio.shield(first), HANG_GUARD)  # committed while the other is still coming

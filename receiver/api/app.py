@@ -23,8 +23,9 @@ from receiver.ingest import Ingestor, Preparer, ingest_policy
 from receiver.maintenance import retention_loop
 from receiver.metrics import Metrics
 from receiver.store import migrate, outbox
-from receiver.store.engine import create_engine, create_sqlite_writer_engine, is_sqlite, normalize_url, safe_url
-from receiver.writer import BatchWriter
+from receiver.store.engine import create_engine, normalize_url, safe_url
+from receiver.writer import BatchWriter, local_writer
+from receiver.writer_process import ProcessWriter, WriterConfig
 
 log = logging.getLogger("receiver")
 
@@ -37,7 +38,7 @@ class ReceiverState:
     engine: AsyncEngine
     catalog: ModelCatalog
     preparer: Preparer
-    writer: BatchWriter
+    writer: BatchWriter | ProcessWriter
     ingestor: Ingestor
     metrics: Metrics
     log: logging.Logger = log
@@ -59,7 +60,7 @@ class ReceiverState:
 
 def build_state(settings: Settings) -> ReceiverState:
     url = normalize_url(settings.database_url)
-    # Ingest commits through the writer engine below with `sqlite_synchronous` (FULL: an answered
+    # Ingest commits through the writer's own engine (receiver/writer.py) with `sqlite_synchronous` (FULL: an answered
     # webhook survives power loss). This engine serves reads and the outbox bookkeeping, where a commit
     # lost to power loss costs at most a notification sent twice, so it skips the fsync per commit.
     engine = create_engine(url, sqlite_synchronous="NORMAL")
@@ -70,16 +71,14 @@ def build_state(settings: Settings) -> ReceiverState:
         version_label=settings.model_version_label,
     )
     preparer = Preparer.from_settings(settings, catalog)
-    sqlite_writer = (
-        create_sqlite_writer_engine(url, sqlite_synchronous=settings.sqlite_synchronous) if is_sqlite(url) else None
-    )
-    writer = BatchWriter(
-        engine,
-        ingest_policy(settings),
-        writers=1 if sqlite_writer else 4,
-        sqlite_engine=sqlite_writer,
-        gather_window=0.003 if sqlite_writer else 0.0,
-    )
+    policy = ingest_policy(settings)
+    writer: BatchWriter | ProcessWriter
+    if settings.writer_process:
+        writer = ProcessWriter(
+            WriterConfig(url, settings.sqlite_synchronous, policy, settings.log_level, settings.log_format)
+        )
+    else:
+        writer, _ = local_writer(url, policy, settings.sqlite_synchronous, engine=engine)
     return ReceiverState(
         settings=settings,
         engine=engine,
@@ -129,7 +128,7 @@ def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Fas
         log.info("database ready at %s", safe_url(settings.database_url))
         if settings.webhook_token is None:
             log.warning("RECEIVER_WEBHOOK_TOKEN is not set: anyone who can reach /webhook can post alerts")
-        state.writer.start()
+        await state.writer.start()
         if dispatch_on:
             state.dispatcher = Dispatcher.from_settings(state.engine, settings, state.metrics)
             state.dispatcher.start()

@@ -94,7 +94,12 @@ class IncomingAlert(NamedTuple):
 
     def documents(self) -> dict[str, Any]:
         """What the alert's JSON columns hold."""
-        return {"labels": self.labels, "annotations": self.annotations, "model_info": self.model_info, "links": self.links}
+        return {
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "model_info": self.model_info,
+            "links": self.links,
+        }
 
 
 class IncomingReceipt(NamedTuple):

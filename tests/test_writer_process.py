@@ -1,0 +1,145 @@
+"""The writer process (receiver/writer_process.py): the wire, answers, a child that dies, shutdown.
+
+These run the real child (`python -m receiver.writer_process`) against SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import signal
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from receiver.catalog import ModelCatalog
+from receiver.config import ModelEntry, Settings
+from receiver.ingest import Preparer
+from receiver.schemas import WebhookPayload
+from receiver.store.ingest import IngestOutcome
+from receiver.writer_process import ProcessWriter, decode_outcome, decode_receipt, encode_outcome, encode_receipt
+from tests.support import load_payload, make_alert, make_payload
+
+HANG_GUARD = 30  # seconds; only so a broken child fails the test instead of hanging it
+
+
+def _prepared(payload: dict) -> object:  # type: ignore[type-arg]
+    settings = Settings(grafana={"url": "https://grafana.example"})
+    catalog = ModelCatalog(
+        [ModelEntry(name="fraud", owner="alice@example.com", team="risk", runbook_url="https://rb.example/fraud")]
+    )
+    return Preparer.from_settings(settings, catalog).prepare(WebhookPayload.model_validate(payload))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        load_payload("ha-duplicate-peer-a"),
+        load_payload("drift-one-resolved"),
+        load_payload("crd-unicode-nanoseconds"),
+        make_payload(
+            [
+                make_alert(model="fraud", instance="pod-\u00e9\u2603\U0001f600", note="a\nb\"c'"),
+                make_alert(
+                    "Other",
+                    status="resolved",
+                    starts_at=datetime(2026, 1, 1, 0, 0, 59, tzinfo=timezone(timedelta(hours=5))),
+                ),
+            ],
+            truncatedAlerts=7,
+            notification_reason="repeat interval",
+        ),
+    ],
+    ids=["ha-peer", "resolved", "unicode-crd", "hostile"],
+)
+def test_a_receipt_crosses_the_wire_unchanged(payload: dict) -> None:  # type: ignore[type-arg]
+    receipt = _prepared(payload)
+    crossed = decode_receipt(pickle.loads(pickle.dumps(encode_receipt(receipt))))  # type: ignore[arg-type]
+    assert crossed == receipt
+    assert crossed.alerts and all(type(a) is type(receipt.alerts[0]) for a in crossed.alerts)  # type: ignore[attr-defined]
+    assert [a.key for a in crossed.alerts] == [a.key for a in receipt.alerts]  # type: ignore[attr-defined]
+
+
+def test_an_outcome_crosses_the_wire_unchanged() -> None:
+    outcome = IngestOutcome(7, False, [1, 2, 3], notification_ids=[9])
+    outcome.events["firing"] += 2
+    outcome.events["resolved"] += 1
+    assert decode_outcome(pickle.loads(pickle.dumps(encode_outcome(outcome)))) == outcome
+
+
+async def _sequence(h) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    """A firing group, its HA duplicate, one alert resolving, a stale re-send of the first: every answer."""
+    answers = []
+    for name in ("ha-duplicate-peer-a", "ha-duplicate-peer-b", "drift-one-resolved", "ha-duplicate-peer-a"):
+        r = await h.post_webhook(load_payload(name))
+        assert r.status_code == 200, r.text
+        answers.append({k: v for k, v in r.json().items() if k != "receipt_id"})  # ids differ on PostgreSQL
+    return answers
+
+
+async def test_answers_and_rows_match_the_in_process_writer(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
+    seen = {}
+    for mode in (True, False):
+        async with start_app(make_settings(writer_process=mode)) as h:
+            assert isinstance(h.state.writer, ProcessWriter) is mode
+            answers = await _sequence(h)
+            rows = [
+                await h.scalar(f"SELECT count(*) FROM {t}") for t in ("receipts", "alerts", "events", "notifications")
+            ]
+            seen[mode] = (answers, rows)
+            async with h.state.engine.begin() as conn:  # the next mode starts from an empty database
+                for table in ("notification_alerts", "notifications", "receipt_alerts", "events", "alert_labels",
+                              "alerts", "receipts", "receipt_claims"):  # fmt: skip
+                    await conn.exec_driver_sql(f"DELETE FROM {table}")
+    assert seen[True] == seen[False]
+    answers, rows = seen[True]
+    assert [a["duplicate"] for a in answers] == [False, True, False, True]  # the re-send is within the window
+    assert [a["events"] for a in answers] == [{"firing": 3}, {}, {"resolved": 1}, {}]
+    assert rows[:3] == [4, 3, 4]
+
+
+async def test_concurrent_webhooks_share_the_child_and_each_gets_its_own_answer(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
+    async with start_app(make_settings(writer_process=True)) as h:
+        payloads = [make_payload([make_alert(model=f"m{i}", instance=f"i{i}")]) for i in range(40)]
+        answers = await asyncio.wait_for(asyncio.gather(*(h.post_webhook(p) for p in payloads)), HANG_GUARD)
+        assert [a.status_code for a in answers] == [200] * 40
+        assert len({a.json()["receipt_id"] for a in answers}) == 40
+        assert await h.scalar("SELECT count(*) FROM alerts") == 40
+
+
+async def test_a_killed_child_costs_503s_not_the_server_and_is_replaced(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
+    async with start_app(make_settings(writer_process=True)) as h:
+        writer = h.state.writer
+        first_pid = writer.pid
+        assert (await h.post_webhook(load_payload("service-down-firing"))).status_code == 200
+        os.kill(first_pid, signal.SIGKILL)
+        # Until a new child runs, webhooks are refused with 503 (Alertmanager retries them).
+        refused = await h.post_webhook(load_payload("service-down-resolved"))
+        while refused.status_code == 200 and writer.pid == first_pid:  # the kill may not have landed yet
+            refused = await h.post_webhook(load_payload("service-down-resolved"))
+        if refused.status_code != 200:
+            assert refused.status_code == 503
+            assert refused.json()["error"]["code"] == "storage_unavailable"
+        async with asyncio.timeout(HANG_GUARD):
+            while writer.pid in (None, first_pid) or not await _accepts(h):  # noqa: ASYNC110 (polls over HTTP)
+                await asyncio.sleep(0.1)
+        assert writer.pid != first_pid
+        resolved = (await h.client.get("/api/v1/alerts", params={"status": "resolved"})).json()["items"]
+        assert len(resolved) == 1  # the retried resolve landed exactly once
+        assert await h.scalar("SELECT count(*) FROM alerts") == 1
+
+
+async def _accepts(h) -> bool:  # type: ignore[no-untyped-def]
+    r = await h.post_webhook(load_payload("service-down-resolved"))
+    return r.status_code == 200
+
+
+async def test_the_child_exits_with_the_app(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
+    async with start_app(make_settings(writer_process=True)) as h:
+        pid = h.state.writer.pid
+        payloads = [make_payload([make_alert(model=f"m{i}", instance=f"i{i}")]) for i in range(20)]
+        answers = await asyncio.gather(*(h.post_webhook(p) for p in payloads))
+    assert [a.status_code for a in answers] == [200] * 20
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # reaped: the lifespan waited for it
