@@ -65,6 +65,10 @@ class BatchWriter:
         # the hop to a thread and back, and the two threads' turns at the GIL, cost more than they give.
         self._sqlite_in_thread = sqlite_in_thread
 
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
+
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run(), name=f"writer-{n}") for n in range(self._writers)]
 
@@ -88,7 +92,7 @@ class BatchWriter:
 
     def enqueue(self, receipt: IncomingReceipt) -> asyncio.Future[IngestOutcome]:
         """Queue a receipt now; the future is done once it is committed (or fails: StorageUnavailable)."""
-        if not self._tasks:
+        if not self.running:
             raise StorageUnavailable("the writer is not running")
         loop = asyncio.get_running_loop()
         job = _Job(receipt, loop.create_future())

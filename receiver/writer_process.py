@@ -111,6 +111,11 @@ class ProcessWriter:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def running(self) -> bool:
+        """Whether a child takes receipts now (false while one is being restarted)."""
+        return self._stream is not None and self._reader_task is not None and not self._reader_task.done()
+
     async def start(self) -> None:
         """Start the child and wait until its writer runs; StorageUnavailable if it cannot start."""
         parent_end, child_end = socket.socketpair()
@@ -138,7 +143,7 @@ class ProcessWriter:
         return nullcontext()
 
     def enqueue(self, receipt: IncomingReceipt) -> asyncio.Future[IngestOutcome]:
-        if self._stream is None or self._reader_task is None or self._reader_task.done():
+        if not self.running:
             raise StorageUnavailable("the writer process is not running")
         self._next_id += 1
         done: asyncio.Future[IngestOutcome] = asyncio.get_running_loop().create_future()

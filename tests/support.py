@@ -97,13 +97,15 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: f
 
 @contextmanager
 def running_receiver(
-    *args: str, env: dict[str, str], cwd: Path, log_path: Path | None = None
+    *args: str, env: dict[str, str], cwd: Path, log_path: Path | None = None, new_session: bool = False
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`alert-receiver serve` as a real process on a free port; yields (base URL, process)."""
+    """`alert-receiver serve` as a real process on a free port; yields (base URL, process).
+
+    `new_session`: in a process group of its own (its pid is the group id), as under a terminal."""
     port = free_port()
     log = open(log_path or (cwd / f"receiver-{port}.log"), "wb")  # noqa: SIM115
     cmd = [sys.executable, "-m", "receiver", "serve", "--port", str(port), *args]
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=new_session)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(f"{base}/healthz", proc)

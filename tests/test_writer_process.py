@@ -9,8 +9,12 @@ import asyncio
 import os
 import pickle
 import signal
+import sqlite3
+import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
+import httpx
 import pytest
 
 from receiver.catalog import ModelCatalog
@@ -19,7 +23,7 @@ from receiver.ingest import Preparer
 from receiver.schemas import WebhookPayload
 from receiver.store.ingest import IngestOutcome
 from receiver.writer_process import ProcessWriter, decode_outcome, decode_receipt, encode_outcome, encode_receipt
-from tests.support import load_payload, make_alert, make_payload
+from tests.support import load_payload, make_alert, make_payload, receiver_env, running_receiver
 
 HANG_GUARD = 30  # seconds; only so a broken child fails the test instead of hanging it
 
@@ -114,25 +118,22 @@ async def test_a_killed_child_costs_503s_not_the_server_and_is_replaced(make_set
         first_pid = writer.pid
         assert (await h.post_webhook(load_payload("service-down-firing"))).status_code == 200
         os.kill(first_pid, signal.SIGKILL)
-        # Until a new child runs, webhooks are refused with 503 (Alertmanager retries them).
-        refused = await h.post_webhook(load_payload("service-down-resolved"))
-        while refused.status_code == 200 and writer.pid == first_pid:  # the kill may not have landed yet
-            refused = await h.post_webhook(load_payload("service-down-resolved"))
-        if refused.status_code != 200:
-            assert refused.status_code == 503
-            assert refused.json()["error"]["code"] == "storage_unavailable"
+        # The death is noticed at once; a new child follows RESTART_DELAY (1 s) later.
         async with asyncio.timeout(HANG_GUARD):
-            while writer.pid in (None, first_pid) or not await _accepts(h):  # noqa: ASYNC110 (polls over HTTP)
-                await asyncio.sleep(0.1)
+            while writer.running:  # noqa: ASYNC110 (the writer has no event to wait on)
+                await asyncio.sleep(0.01)
+        refused = await h.post_webhook(load_payload("service-down-resolved"))
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "storage_unavailable"
+        assert (await h.client.get("/readyz")).status_code == 503
+        async with asyncio.timeout(HANG_GUARD):
+            while not writer.running:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
         assert writer.pid != first_pid
-        resolved = (await h.client.get("/api/v1/alerts", params={"status": "resolved"})).json()["items"]
-        assert len(resolved) == 1  # the retried resolve landed exactly once
+        assert (await h.client.get("/readyz")).status_code == 200
+        # Alertmanager's retry of the refused webhook lands, exactly once.
+        assert (await h.post_webhook(load_payload("service-down-resolved"))).json()["events"] == {"resolved": 1}
         assert await h.scalar("SELECT count(*) FROM alerts") == 1
-
-
-async def _accepts(h) -> bool:  # type: ignore[no-untyped-def]
-    r = await h.post_webhook(load_payload("service-down-resolved"))
-    return r.status_code == 200
+        assert await h.scalar("SELECT count(*) FROM events") == 2
 
 
 async def test_the_child_exits_with_the_app(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
@@ -143,3 +144,49 @@ async def test_the_child_exits_with_the_app(make_settings, start_app) -> None:  
     assert [a.status_code for a in answers] == [200] * 20
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # reaped: the lifespan waited for it
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(child) for child in f.read().split()]
+    return found
+
+
+def _wait_gone(pid: int, timeout: float = HANG_GUARD) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":  # exited, not yet reaped by init
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_child_does_not_outlive_a_killed_server(tmp_path: Path) -> None:
+    with running_receiver(env=receiver_env(), cwd=tmp_path) as (base, proc):
+        assert httpx.post(f"{base}/webhook", json=load_payload("service-down-firing")).status_code == 200
+        (child,) = _children(proc.pid)
+        proc.kill()
+        proc.wait(timeout=HANG_GUARD)
+        assert _wait_gone(child), "the writer process lived on after its server was killed"
+    with sqlite3.connect(tmp_path / "alert-receiver.db") as db:
+        assert db.execute("SELECT count(*) FROM alerts").fetchone() == (1,)
+
+
+def test_ctrl_c_on_the_terminal_stops_the_server_first_and_the_child_with_it(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C signals the whole process group. The child must not die of it: the server's
+    # graceful shutdown still commits through it, and only then closes its socket.
+    with running_receiver(env=receiver_env(), cwd=tmp_path, new_session=True) as (base, proc):
+        assert httpx.post(f"{base}/webhook", json=load_payload("service-down-firing")).status_code == 200
+        (child,) = _children(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=HANG_GUARD) in (0, -signal.SIGINT)
+        assert _wait_gone(child)
+    log = next(tmp_path.glob("receiver-*.log")).read_text()
+    assert "Application shutdown complete" in log
+    assert "exited with code" not in log  # it stopped when asked, not killed by the signal

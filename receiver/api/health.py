@@ -16,8 +16,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database answers")
+@router.get("/readyz", summary="The database answers and the writer takes webhooks")
 async def readyz(request: Request) -> Response:
+    if not request.app.state.receiver.writer.running:  # e.g. its process is being restarted
+        return JSONResponse(error_body("storage_unavailable", "the writer is not running"), 503)
     try:
         async with request.app.state.receiver.engine.connect() as conn:
             await history.ping(conn)
