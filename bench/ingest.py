@@ -23,7 +23,6 @@ from bench.common import (
     clean_env,
     receiver_server,
     server_memory,
-    server_process,
     wait_quiet,
 )
 from bench.settings import BenchConfig
@@ -214,8 +213,7 @@ def run_diagnosis(cfg: BenchConfig, size: int = 10) -> list[dict[str, Any]]:
         else:
             ctx = pg.fresh_database(admin)
         with ctx as url:
-            env = clean_env(RECEIVER_DATABASE_URL=url, RECEIVER_LOG_LEVEL="WARNING", RECEIVER_DISPATCH__ENABLED="false")
-            with server_process("diagnose", ["-m", "bench.diagnose"], env=env, workdir=cfg.workdir) as server:
+            with receiver_server(cfg.workdir, url, instrumented=True) as server:
                 result = loadgen(
                     server,
                     alerts=size,
