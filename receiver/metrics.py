@@ -37,6 +37,9 @@ class Metrics:
         self.catalog_misses = Gauge(
             "receiver_catalog_misses_total", "Alerts whose model label is not in the catalog", registry=r
         )
+        self.writer_restarts = Gauge(
+            "receiver_writer_restarts_total", "Times the writer process died and was started again", registry=r
+        )
         self.outbox_depth = Gauge("receiver_outbox_pending", "Notifications waiting to be sent", registry=r)
         self.outbox_oldest = Gauge(
             "receiver_outbox_oldest_pending_seconds", "Age of the oldest pending notification", registry=r
@@ -56,5 +59,6 @@ class Metrics:
     async def render(self, state: Any) -> tuple[bytes, str]:
         """Refresh the gauges that are read from state, then serialise."""
         self.catalog_misses.set(state.preparer.catalog_misses)
+        self.writer_restarts.set(state.writer.restarts)
         await state.refresh_outbox_gauges()
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -37,6 +37,8 @@ class _Job:
 class BatchWriter:
     """Owns the write path; `enqueue` returns a future that is done once the receipt is committed."""
 
+    restarts = 0  # a thread of this process is never restarted (see ProcessWriter.restarts)
+
     def __init__(
         self,
         engine: AsyncEngine,

@@ -106,6 +106,7 @@ class ProcessWriter:
         self._reader_task: asyncio.Task[None] | None = None
         self._restarting: asyncio.Task[None] | None = None
         self._stopping = False
+        self.restarts = 0  # children that died and were replaced (receiver_writer_restarts_total)
 
     @property
     def pid(self) -> int | None:
@@ -184,6 +185,7 @@ class ProcessWriter:
         log.error("writer process %s exited with code %s; %d receipts unanswered; restarting it",
                   self._process.pid, code, len(lost))  # fmt: skip
         self._stream = None
+        self.restarts += 1
         self._restarting = asyncio.create_task(self._restart(), name="writer-process-restart")
 
     async def _restart(self) -> None:

@@ -38,6 +38,7 @@ async def test_metrics_count_what_happened(make_settings, start_app) -> None:  #
     assert before[("receiver_duplicate_receipts_total", ())] == 1
     assert before[("receiver_alert_events_total", (("kind", "firing"),))] == 4
     assert before[("receiver_catalog_misses_total", ())] == 1
+    assert before[("receiver_writer_restarts_total", ())] == 0
     assert before[("receiver_outbox_pending", ())] == 3  # alice on slack+email, the unrouted alert on log
     assert before[("receiver_webhook_duration_seconds_count", ())] == 4
     assert after[("receiver_outbox_pending", ())] == 0

@@ -130,6 +130,7 @@ async def test_a_killed_child_costs_503s_not_the_server_and_is_replaced(make_set
                 await asyncio.sleep(0.05)
         assert writer.pid != first_pid
         assert (await h.client.get("/readyz")).status_code == 200
+        assert "receiver_writer_restarts_total 1.0" in (await h.client.get("/metrics")).text
         # Alertmanager's retry of the refused webhook lands, exactly once.
         assert (await h.post_webhook(load_payload("service-down-resolved"))).json()["events"] == {"resolved": 1}
         assert await h.scalar("SELECT count(*) FROM alerts") == 1
