@@ -32,6 +32,7 @@ import sys
 from collections import Counter
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from receiver.store.ingest import IncomingAlert, IncomingReceipt, IngestOutcome, IngestPolicy
@@ -91,6 +92,18 @@ async def _read_frame(reader: asyncio.StreamReader) -> Any:
         return None
 
 
+def _child_environment() -> dict[str, str]:
+    """Our environment, with this very `receiver` package first on the child's path.
+
+    `-P` keeps the working directory off the child's path (a `receiver/` directory wherever serve
+    was started must not be what the child imports); PYTHONPATH points it at the package this process
+    runs, whether installed, a source checkout or a copy.
+    """
+    package_root = str(Path(__file__).resolve().parent.parent)
+    paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
 # --- the serving process's side --------------------------------------------------------------------
 
 
@@ -122,8 +135,8 @@ class ProcessWriter:
         parent_end, child_end = socket.socketpair()
         try:
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "receiver.writer_process", "--fd", str(child_end.fileno()),
-                pass_fds=(child_end.fileno(),), stdin=asyncio.subprocess.DEVNULL,
+                sys.executable, "-P", "-m", "receiver.writer_process", "--fd", str(child_end.fileno()),
+                pass_fds=(child_end.fileno(),), stdin=asyncio.subprocess.DEVNULL, env=_child_environment(),
             )  # fmt: skip
         finally:
             child_end.close()

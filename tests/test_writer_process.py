@@ -10,6 +10,8 @@ import os
 import pickle
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,7 +25,15 @@ from receiver.ingest import Preparer
 from receiver.schemas import WebhookPayload
 from receiver.store.ingest import IngestOutcome
 from receiver.writer_process import ProcessWriter, decode_outcome, decode_receipt, encode_outcome, encode_receipt
-from tests.support import load_payload, make_alert, make_payload, receiver_env, running_receiver
+from tests.support import (
+    free_port,
+    load_payload,
+    make_alert,
+    make_payload,
+    receiver_env,
+    running_receiver,
+    wait_ready,
+)
 
 HANG_GUARD = 30  # seconds; only so a broken child fails the test instead of hanging it
 
@@ -191,3 +201,25 @@ def test_ctrl_c_on_the_terminal_stops_the_server_first_and_the_child_with_it(tmp
     log = next(tmp_path.glob("receiver-*.log")).read_text()
     assert "Application shutdown complete" in log
     assert "exited with code" not in log  # it stopped when asked, not killed by the signal
+
+
+def test_the_child_imports_the_servers_package_not_one_in_the_working_directory(tmp_path: Path) -> None:
+    # `alert-receiver` (the console script) keeps the working directory off its own path; the child
+    # must too, or a stray `receiver/` wherever serve was started would be what commits webhooks.
+    (tmp_path / "receiver").mkdir()
+    (tmp_path / "receiver" / "__init__.py").write_text('raise SystemExit("imported from the working directory")\n')
+    script = Path(sys.executable).parent / "alert-receiver"
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(script), "serve", "--port", str(port)], cwd=tmp_path, env=receiver_env(), stdout=out, stderr=out
+        )
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
+            answer = httpx.post(f"http://127.0.0.1:{port}/webhook", json=load_payload("service-down-firing"))
+            assert answer.status_code == 200, answer.text
+        finally:
+            proc.terminate()
+            proc.wait(timeout=HANG_GUARD)
+    assert "imported from the working directory" not in log.read_text()
