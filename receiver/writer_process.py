@@ -92,19 +92,20 @@ async def _read_frame(reader: asyncio.StreamReader) -> Any:
         return None
 
 
-def _child_environment() -> dict[str, str]:
-    """Our environment, with this very `receiver` package first on the child's path.
+# --- the serving process's side ----------------------------------------------------------------
 
-    `-P` keeps the working directory off the child's path (a `receiver/` directory wherever serve
-    was started must not be what the child imports); PYTHONPATH points it at the package this process
-    runs, whether installed, a source checkout or a copy.
-    """
-    package_root = str(Path(__file__).resolve().parent.parent)
-    paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-
-
-# --- the serving process's side --------------------------------------------------------------------
+# The child's first lines: import the very `receiver` package this process runs. `-P` keeps the
+# working directory off the child's path (a stray `receiver/` wherever serve was started must not be
+# what commits webhooks); the package's directory is added only when the interpreter would not find
+# it anyway (a source checkout run with `python -m`), so site-packages never lands before the stdlib.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_BOOTSTRAP = (
+    "import sys; root = sys.argv.pop(1)\n"
+    "if root not in sys.path: sys.path.insert(0, root)\n"
+    "from receiver.writer_process import main; sys.exit(main())"
+)
+# Both sides must agree on the tuples' layout; a child started after an upgrade on disk may not.
+PROTOCOL = "|".join([*IncomingReceipt._fields, *IncomingAlert._fields, *IngestOutcome.__dataclass_fields__])
 
 
 class ProcessWriter:
@@ -127,28 +128,42 @@ class ProcessWriter:
 
     @property
     def running(self) -> bool:
-        """Whether a child takes receipts now (false while one is being restarted)."""
-        return self._stream is not None and self._reader_task is not None and not self._reader_task.done()
+        """Whether a child takes receipts now (false while one is restarted, and once stopping)."""
+        return (
+            not self._stopping
+            and self._stream is not None
+            and self._reader_task is not None
+            and not self._reader_task.done()
+        )
 
     async def start(self) -> None:
         """Start the child and wait until its writer runs; StorageUnavailable if it cannot start."""
         parent_end, child_end = socket.socketpair()
+        stream: asyncio.StreamWriter | None = None
         try:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-P", "-m", "receiver.writer_process", "--fd", str(child_end.fileno()),
-                pass_fds=(child_end.fileno(),), stdin=asyncio.subprocess.DEVNULL, env=_child_environment(),
-            )  # fmt: skip
-        finally:
-            child_end.close()
-        reader, self._stream = await asyncio.open_unix_connection(sock=parent_end)
-        self._stream.write(_frame(self._config))
-        try:
-            hello = await asyncio.wait_for(_read_frame(reader), START_TIMEOUT)
-        except TimeoutError:
-            hello = None
-        if hello != READY:
-            await self._kill()
-            raise StorageUnavailable(f"the writer process did not start (exit code {self._process.returncode})")
+            try:
+                self._process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-P", "-c", _BOOTSTRAP, _PACKAGE_ROOT, "--fd", str(child_end.fileno()),
+                    pass_fds=(child_end.fileno(),), stdin=asyncio.subprocess.DEVNULL,
+                )  # fmt: skip
+            finally:
+                child_end.close()
+            reader, stream = await asyncio.open_unix_connection(sock=parent_end)
+            stream.write(_frame((PROTOCOL, self._config)))
+            try:
+                hello = await asyncio.wait_for(_read_frame(reader), START_TIMEOUT)
+            except TimeoutError:
+                hello = None
+            if hello != READY:
+                code = await self._reap(grace=1.0)
+                raise StorageUnavailable(f"the writer process did not start (exit code {code})")
+        except BaseException:  # failed or cancelled (stop() during a restart): leave nothing behind
+            if stream is not None:
+                stream.close()
+            parent_end.close()
+            await self._reap(grace=0.0)
+            raise
+        self._stream = stream
         self._reader_task = asyncio.create_task(self._read_answers(reader), name="writer-process-answers")
         log.info("writer process %s started", self._process.pid)
 
@@ -159,10 +174,15 @@ class ProcessWriter:
     def enqueue(self, receipt: IncomingReceipt) -> asyncio.Future[IngestOutcome]:
         if not self.running:
             raise StorageUnavailable("the writer process is not running")
+        assert self._stream is not None
+        frame = _frame((self._next_id + 1, encode_receipt(receipt)))
+        try:
+            self._stream.write(frame)
+        except (RuntimeError, ConnectionError) as exc:  # the transport is closing: the child is going
+            raise StorageUnavailable(f"the writer process is not reachable: {exc}") from None
         self._next_id += 1
         done: asyncio.Future[IngestOutcome] = asyncio.get_running_loop().create_future()
         self._pending[self._next_id] = done
-        self._stream.write(_frame((self._next_id, encode_receipt(receipt))))
         return done
 
     async def _read_answers(self, reader: asyncio.StreamReader) -> None:
@@ -183,11 +203,8 @@ class ProcessWriter:
         assert self._process is not None
         if self._stream is not None:
             self._stream.close()
-        try:
-            code = await asyncio.wait_for(self._process.wait(), EXIT_TIMEOUT)
-        except TimeoutError:  # it closed the socket but lives on: it can take no more receipts
-            await self._kill()
-            code = self._process.returncode
+            self._stream = None  # from here on enqueue refuses at once (503)
+        code = await self._reap(grace=EXIT_TIMEOUT)  # a child that closed its socket but lives on is killed
         lost = list(self._pending.values())
         self._pending.clear()
         for done in lost:
@@ -197,7 +214,6 @@ class ProcessWriter:
             return
         log.error("writer process %s exited with code %s; %d receipts unanswered; restarting it",
                   self._process.pid, code, len(lost))  # fmt: skip
-        self._stream = None
         self.restarts += 1
         self._restarting = asyncio.create_task(self._restart(), name="writer-process-restart")
 
@@ -207,14 +223,15 @@ class ProcessWriter:
             try:
                 await self.start()
                 return
-            except (StorageUnavailable, OSError) as exc:
+            except Exception as exc:  # keep trying: without a writer every webhook gets 503
                 log.error("restarting the writer process failed: %s; trying again", exc)
 
     async def stop(self) -> None:
         """Let the child commit and answer what it holds, then wait for it to exit."""
         self._stopping = True
-        if self._restarting is not None:
+        if self._restarting is not None:  # a child being started now is killed by start() itself
             self._restarting.cancel()
+            await asyncio.gather(self._restarting, return_exceptions=True)
         if self._stream is not None:
             self._stream.write_eof()
         if self._reader_task is not None:
@@ -222,18 +239,28 @@ class ProcessWriter:
                 await asyncio.wait_for(asyncio.shield(self._reader_task), START_TIMEOUT)
             except TimeoutError:
                 log.error("writer process did not finish in %.0f s; killing it", START_TIMEOUT)
-                await self._kill()
+                await self._reap(grace=0.0)
+            except Exception:  # a broken frame ended the reader; the child is reaped all the same
+                log.exception("writer process: reading its answers failed")
+                await self._reap(grace=0.0)
         if self._stream is not None:
             self._stream.close()
             self._stream = None
 
-    async def _kill(self) -> None:
-        if self._process is not None and self._process.returncode is None:
-            self._process.kill()
-            await self._process.wait()
+    async def _reap(self, *, grace: float) -> int | None:
+        """Wait up to `grace` seconds for the child to exit, then kill it; its exit code."""
+        if self._process is None:
+            return None
+        if self._process.returncode is None:
+            try:
+                await asyncio.wait_for(self._process.wait(), grace)
+            except TimeoutError:
+                self._process.kill()
+                await self._process.wait()
+        return self._process.returncode
 
     async def aclose(self) -> None:
-        await self._kill()
+        await self._reap(grace=0.0)
 
 
 # --- the child's side ---------------------------------------------------------------------------
@@ -241,9 +268,11 @@ class ProcessWriter:
 
 async def _serve(sock: socket.socket) -> None:
     reader, stream = await asyncio.open_unix_connection(sock=sock)
-    config = await _read_frame(reader)
-    if not isinstance(config, WriterConfig):
-        raise SystemExit(f"writer process: expected a WriterConfig first, got {type(config).__name__}")
+    hello = await _read_frame(reader)
+    protocol, config = hello if isinstance(hello, tuple) and len(hello) == 2 else (None, hello)
+    if protocol != PROTOCOL or not isinstance(config, WriterConfig):
+        # e.g. the package was upgraded on disk under a running server: restart the server.
+        raise SystemExit("writer process: the server speaks another version of the writer's protocol")
     from receiver.logs import configure_logging
 
     configure_logging(config.log_level, config.log_format)
@@ -265,8 +294,11 @@ async def _serve(sock: socket.socket) -> None:
             request_id, wire = message
             try:
                 committed = writer.enqueue(decode_receipt(wire))
-            except StorageUnavailable as exc:
-                stream.write(_frame((request_id, None, str(exc))))
+            except Exception as exc:  # one receipt the writer cannot take must not end the process
+                log.error("writer process: receipt refused: %s", type(exc).__name__)
+                stream.write(
+                    _frame((request_id, None, f"the writer could not take the receipt ({type(exc).__name__})"))
+                )
                 continue
             committed.add_done_callback(lambda done, rid=request_id: answer(rid, done))
     finally:
@@ -274,7 +306,10 @@ async def _serve(sock: socket.socket) -> None:
         await writer.aclose()
         await engine.dispose()
         await asyncio.sleep(0)  # let the last answers' callbacks run
-        await stream.drain()
+        try:
+            await stream.drain()
+        except ConnectionError:  # the server is gone (killed): nobody is left to answer
+            pass
         stream.close()
 
 

@@ -115,11 +115,55 @@ async def test_answers_and_rows_match_the_in_process_writer(make_settings, start
 
 async def test_concurrent_webhooks_share_the_child_and_each_gets_its_own_answer(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
     async with start_app(make_settings(writer_process=True)) as h:
-        payloads = [make_payload([make_alert(model=f"m{i}", instance=f"i{i}")]) for i in range(40)]
+        # Request i carries i % 7 + 1 alerts, so an answer handed to the wrong request shows.
+        sizes = [i % 7 + 1 for i in range(40)]
+        payloads = [
+            make_payload([make_alert(model=f"m{i}", instance=f"i{i}-{k}") for k in range(n)])
+            for i, n in enumerate(sizes)
+        ]
         answers = await asyncio.wait_for(asyncio.gather(*(h.post_webhook(p) for p in payloads)), HANG_GUARD)
         assert [a.status_code for a in answers] == [200] * 40
+        assert [(a.json()["alerts"], a.json()["events"]) for a in answers] == [(n, {"firing": n}) for n in sizes]
         assert len({a.json()["receipt_id"] for a in answers}) == 40
-        assert await h.scalar("SELECT count(*) FROM alerts") == 40
+        assert await h.scalar("SELECT count(*) FROM alerts") == sum(sizes)
+
+
+async def _until(condition, what: str) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(HANG_GUARD):
+        while not condition():  # noqa: ASYNC110 (polls the writer, which has no event to wait on)
+            await asyncio.sleep(0.01)
+
+
+async def test_requests_in_flight_when_the_child_dies_get_503(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
+    async with start_app(make_settings(writer_process=True)) as h:
+        writer = h.state.writer
+        os.kill(writer.pid, signal.SIGSTOP)  # it reads nothing more: the requests stay in flight
+        payloads = [make_payload([make_alert(model=f"m{i}", instance=f"i{i}")]) for i in range(5)]
+        posts = [asyncio.create_task(h.post_webhook(p)) for p in payloads]
+        await _until(lambda: len(writer._pending) == 5, "five receipts sent to the child")
+        os.kill(writer.pid, signal.SIGKILL)
+        answers = await asyncio.wait_for(asyncio.gather(*posts), HANG_GUARD)
+        assert [a.status_code for a in answers] == [503] * 5
+        assert {a.json()["error"]["code"] for a in answers} == {"storage_unavailable"}
+
+
+async def test_shutdown_commits_and_answers_what_is_in_flight(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
+    async with start_app(make_settings(writer_process=True)) as h:
+        writer = h.state.writer
+        pid = writer.pid
+        os.kill(pid, signal.SIGSTOP)
+        payloads = [make_payload([make_alert(model=f"m{i}", instance=f"i{i}")]) for i in range(5)]
+        posts = [asyncio.create_task(h.post_webhook(p)) for p in payloads]
+        await _until(lambda: len(writer._pending) == 5, "five receipts sent to the child")
+        stopping = asyncio.create_task(writer.stop())  # what the lifespan does on SIGTERM
+        await asyncio.sleep(0.2)
+        assert not writer.running and (await h.post_webhook(load_payload("service-down-firing"))).status_code == 503
+        os.kill(pid, signal.SIGCONT)
+        answers = await asyncio.wait_for(asyncio.gather(*posts), HANG_GUARD)
+        await asyncio.wait_for(stopping, HANG_GUARD)
+        assert [a.status_code for a in answers] == [200] * 5
+        assert await h.scalar("SELECT count(*) FROM alerts") == 5
+        assert writer._process.returncode == 0  # it exited by itself, not killed
 
 
 async def test_a_killed_child_costs_503s_not_the_server_and_is_replaced(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
