@@ -129,15 +129,17 @@ def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Fas
         if settings.webhook_token is None:
             log.warning("RECEIVER_WEBHOOK_TOKEN is not set: anyone who can reach /webhook can post alerts")
         await state.writer.start()
-        if dispatch_on:
-            state.dispatcher = Dispatcher.from_settings(state.engine, settings, state.metrics)
-            state.dispatcher.start()
-        pruning = asyncio.create_task(retention_loop(state.engine, settings), name="retention")
-        try:
+        pruning: asyncio.Task[None] | None = None
+        try:  # from here on, whatever fails to start, the writer (maybe a child process) is stopped
+            if dispatch_on:
+                state.dispatcher = Dispatcher.from_settings(state.engine, settings, state.metrics)
+                state.dispatcher.start()
+            pruning = asyncio.create_task(retention_loop(state.engine, settings), name="retention")
             yield
         finally:
-            pruning.cancel()
-            await asyncio.gather(pruning, return_exceptions=True)
+            if pruning is not None:
+                pruning.cancel()
+                await asyncio.gather(pruning, return_exceptions=True)
             if state.dispatcher is not None:
                 await state.dispatcher.stop()
             await state.writer.stop()
