@@ -8,8 +8,9 @@ process, which runs the same `BatchWriter` (group commit, same transactions) and
 receipt is committed; the request is answered only then, as before.
 
 The two talk over a socketpair in frames: a 4-byte length, then a pickle of plain tuples (a receipt
-as NamedTuples of plain values costs about a tenth of pickling the pydantic payload).
-- parent -> child: first a `WriterConfig`, then `(request_id, receipt)` per webhook.
+as NamedTuples of plain values costs about a quarter of pickling the pydantic payload).
+- parent -> child: first `(PROTOCOL, WriterConfig)` (the child refuses a layout it does not share),
+  then `(request_id, receipt)` per webhook.
 - child -> parent: first `READY`, then `(request_id, outcome)` or `(request_id, None, error)`.
 The parent closing its end is the child's signal to commit what it holds, answer and exit; the child
 ignores SIGINT and SIGTERM so that a Ctrl-C on the terminal cannot cut it off before the parent's
