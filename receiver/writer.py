@@ -167,9 +167,9 @@ class BatchWriter:
     async def _transaction(self, batch: list[_Job]) -> list[IngestOutcome]:
         receipts = [job.receipt for job in batch]
         now = datetime.now(UTC)
-        if self._sqlite_engine is not None and not self._sqlite_in_thread:
-            return self._sqlite_transaction(receipts, now)
         if self._sqlite_engine is not None:
+            if not self._sqlite_in_thread:
+                return self._sqlite_transaction(receipts, now)
             return await asyncio.to_thread(self._sqlite_transaction, receipts, now)
         async with self._engine.begin() as conn:
             return await conn.run_sync(self._store_all, receipts, now)

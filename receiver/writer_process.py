@@ -326,11 +326,3 @@ def main(argv: list[str] | None = None) -> int:
     os.set_inheritable(args.fd, False)
     asyncio.run(_serve(sock))
     return 0
-
-
-if __name__ == "__main__":
-    # Run the imported module's main, so that what the parent pickles (receiver.writer_process
-    # classes) is the same class here, not a copy living in __main__.
-    from receiver.writer_process import main as module_main
-
-    sys.exit(module_main())

@@ -60,9 +60,10 @@ class ReceiverState:
 
 def build_state(settings: Settings) -> ReceiverState:
     url = normalize_url(settings.database_url)
-    # Ingest commits through the writer's own engine (receiver/writer.py) with `sqlite_synchronous` (FULL: an answered
-    # webhook survives power loss). This engine serves reads and the outbox bookkeeping, where a commit
-    # lost to power loss costs at most a notification sent twice, so it skips the fsync per commit.
+    # Ingest commits through the writer's own engine (receiver/writer.py) with `sqlite_synchronous`
+    # (FULL: an answered webhook survives power loss). This engine serves reads and the outbox
+    # bookkeeping, where a commit lost to power loss costs at most a notification sent twice, so it
+    # skips the fsync per commit.
     engine = create_engine(url, sqlite_synchronous="NORMAL")
     catalog = ModelCatalog(
         settings.models,

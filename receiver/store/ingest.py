@@ -70,9 +70,7 @@ class IncomingAlert(NamedTuple):
         links: dict[str, str] | None = None,
         recipients: tuple[tuple[str, str], ...] = (),
     ) -> IncomingAlert:
-        links = links or {}
-        documents = {"labels": alert.labels, "annotations": alert.annotations, "model_info": model_info, "links": links}
-        return cls(
+        item = cls(
             alert.fingerprint,
             alert.starts_at,
             alert.ends_at,
@@ -83,10 +81,12 @@ class IncomingAlert(NamedTuple):
             model,
             team,
             model_info,
-            links,
+            links or {},
             recipients,
-            {name: Codec.json(value) for name, value in documents.items()},
+            {},
         )
+        item.json_text.update({name: Codec.json(value) for name, value in item.documents().items()})
+        return item
 
     @property
     def key(self) -> Key:
