@@ -44,6 +44,18 @@ async def _items(h, **params):  # type: ignore[no-untyped-def]
     return r.json()["items"]
 
 
+async def _count_all_pages(h, params: dict[str, str]) -> int:  # type: ignore[no-untyped-def]
+    """Alerts matching `params`, counted by following the cursor to the end, 500 a page."""
+    seen, cursor = 0, None
+    while True:
+        page = {**params, "limit": "500", **({"cursor": cursor} if cursor else {})}
+        body = (await h.client.get("/api/v1/alerts", params=page)).json()
+        seen += len(body["items"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return seen
+
+
 async def test_filters(harness) -> None:  # type: ignore[no-untyped-def]
     await _seed(harness)
     assert len(await _items(harness)) == 12
@@ -167,15 +179,25 @@ async def test_equality_matcher_pages_beyond_the_label_index_window(make_setting
             await h.client.get("/api/v1/alerts", params={"matcher": "model=big", "severity": "critical"})
         ).json()
         assert sorted(a["labels"]["feature"] for a in critical["items"]) == ["f0", "f1000", "f1500", "f2000", "f500"]
-        seen, cursor = 0, None
-        while True:
-            params = {"matcher": "model=big", "limit": 500, **({"cursor": cursor} if cursor else {})}
-            body = (await h.client.get("/api/v1/alerts", params=params)).json()
-            seen += len(body["items"])
-            cursor = body["next_cursor"]
-            if cursor is None:
-                break
-        assert seen == 2500
+        assert await _count_all_pages(h, {"matcher": "model=big"}) == 2500
+
+
+async def test_label_copy_filters_page_beyond_the_label_index_window(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
+    """alertname/severity/model filters are found through the label index (the model one through the
+    label named by `model_label`); combined with a filter that keeps few, they still find every match."""
+    from receiver.store import history
+
+    alerts = [
+        make_alert("Rare" if i % 700 == 0 else "Common", ml_model="big", feature=f"f{i}", severity="warning")
+        for i in range(2500)
+    ]
+    async with start_app(make_settings(model_label="ml_model")) as h:
+        assert (await h.post_webhook(make_payload(alerts, group_key="big"))).status_code == 200
+        assert history._PROBE < 2500
+        rare = (await h.client.get("/api/v1/alerts", params={"model": "big", "alertname": "Rare"})).json()
+        assert sorted(a["labels"]["feature"] for a in rare["items"]) == ["f0", "f1400", "f2100", "f700"]
+        assert await _count_all_pages(h, {"severity": "warning", "model": "big"}) == 2500
+        assert (await h.client.get("/api/v1/alerts", params={"model": "other"})).json()["items"] == []
 
 
 async def test_distinct_label_values_skip_scan_matches_select_distinct(harness) -> None:  # type: ignore[no-untyped-def]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from receiver.store import migrate
 from receiver.store.engine import create_engine
@@ -38,5 +38,48 @@ async def test_head_matches_the_table_definitions(db_url: str) -> None:
                 lambda c: compare_metadata(MigrationContext.configure(c, opts={"compare_type": False}), metadata)
             )
         assert diff == []
+    finally:
+        await engine.dispose()
+
+
+_ALERT_0003 = """
+INSERT INTO alerts (id, fingerprint, starts_at, status, alertname, severity, model, receiver, group_key, labels,
+    annotations, generator_url, first_seen_at, last_seen_at, last_event_at, links)
+VALUES (7, 'f1', '2026-11-30 01:00:00', 'firing', 'ModelDown', 'critical', 'fraud', 'r', 'g',
+    '{"alertname": "ModelDown"}', '{}', '', '2026-11-30 01:00:00', '2026-11-30 01:00:00', '2026-11-30 01:00:00', '{}')
+"""
+_LABELS = {("alertname", "ModelDown"), ("severity", "critical"), ("model", "fraud")}
+
+
+async def _labels_and_indexes(engine) -> tuple[set[tuple[str, str]], set[str]]:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        labels = {tuple(r) for r in await conn.execute(text("SELECT name, value FROM alert_labels WHERE alert_id = 7"))}
+        indexes = await conn.run_sync(lambda c: {ix["name"] for ix in inspect(c).get_indexes("alerts")})
+    return labels, indexes
+
+
+async def test_0004_keeps_labels_and_moves_label_copies_to_the_label_index(db_url: str) -> None:
+    """0004 drops the alertname/severity/model indexes and (SQLite) rebuilds alert_labels without rowid;
+    stored labels survive the way up and the way down."""
+    engine = create_engine(db_url)
+    copies = {"ix_alerts_alertname_id", "ix_alerts_severity_id", "ix_alerts_model_id"}
+    try:
+        await migrate.upgrade(engine, "0003")
+        async with engine.begin() as conn:
+            await conn.execute(text(_ALERT_0003))
+            for name, value in _LABELS:
+                await conn.execute(
+                    text("INSERT INTO alert_labels (alert_id, name, value) VALUES (7, :n, :v)"), {"n": name, "v": value}
+                )
+        await migrate.upgrade(engine)
+        labels, indexes = await _labels_and_indexes(engine)
+        assert labels == _LABELS and not copies & indexes
+        if engine.dialect.name == "sqlite":
+            async with engine.connect() as conn:
+                sql = (await conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'alert_labels'"))).scalar()
+            assert "WITHOUT ROWID" in sql
+        await migrate.downgrade(engine, "0003")
+        labels, indexes = await _labels_and_indexes(engine)
+        assert labels == _LABELS and copies <= indexes
     finally:
         await engine.dispose()

@@ -53,7 +53,7 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "explicit.db") as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"alerts", "receipts", "events", "notifications", "alembic_version"} <= tables
-        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == ("0003",)
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == ("0004",)
     down = _cli("db", "downgrade", "base", cwd=tmp_path, RECEIVER_DATABASE_URL=url)
     assert down.returncode == 0, down.stderr
     with sqlite3.connect(tmp_path / "explicit.db") as db:

@@ -92,6 +92,7 @@ async def list_alerts(
         since=since,
         until=until,
         matchers=matchers,
+        model_label=request.app.state.receiver.settings.model_label,
     )
     async with request.app.state.receiver.engine.connect() as conn:
         rows, last = await history.list_alerts(conn, filters, limit=limit, before_id=decode_cursor("a", cursor))

@@ -185,6 +185,7 @@ async def alerts_page(request: Request) -> HTMLResponse:
             since=_parse_time("since", form["since"]),
             until=_parse_time("until", form["until"]),
             matchers=matchers,
+            model_label=state.settings.model_label,
         )
         before = decode_cursor("a", cursor)
     except InvalidQuery as exc:

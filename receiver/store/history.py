@@ -35,6 +35,15 @@ class AlertFilter:
     since: datetime | None = None  # on starts_at
     until: datetime | None = None
     matchers: Sequence[Matcher] = field(default_factory=tuple)
+    model_label: str = "model"  # the label ingest copied into the model column (settings.model_label)
+
+    def label_equalities(self) -> list[Matcher]:
+        """Equality matchers that hold for every match: the given ones, then the column filters that
+        are copies of a label (alertname, severity, model). The label index serves these; the alerts
+        table has no index of its own for those columns."""
+        twins = [("alertname", self.alertname), ("severity", self.severity), (self.model_label, self.model)]
+        found = [m for m in self.matchers if m.op == "=" and m.value]
+        return found + [Matcher(name, "=", value) for name, value in twins if value]
 
 
 _COLUMN_FILTERS = ("status", "alertname", "severity", "model", "team", "receiver")
@@ -167,7 +176,7 @@ async def list_alerts(
     conds = await _conditions(conn, f)
     if before_id is not None:
         conds.append(alerts.c.id < before_id)
-    driver = next((m for m in f.matchers if m.op == "=" and m.value), None)
+    driver = next(iter(f.label_equalities()), None)
     if driver is not None:
         page = await _page_from_label_index(conn, driver, conds, limit=limit, before_id=before_id)
         if page is not None:

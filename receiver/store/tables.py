@@ -101,17 +101,16 @@ alerts = Table(
     Column("links", JSON, nullable=False),
     UniqueConstraint("fingerprint", "starts_at"),
     # Newest first, optionally narrowed by one column: each index serves one filter with keyset paging.
+    # alertname, severity and model are copies of labels: the label index serves those filters.
     Index(None, "status", "id"),
-    Index(None, "alertname", "id"),
-    Index(None, "severity", "id"),
-    Index(None, "model", "id"),
     Index(None, "team", "id"),
     Index(None, "receiver", "id"),
     Index(None, "starts_at", "id"),  # a time window's ids from the index alone
     Index(None, "last_seen_at"),  # retention finds what to prune without scanning the table
 )
 
-# Labels as rows, so a matcher on any label is an index lookup rather than a scan of JSON.
+# Labels as rows, so a matcher on any label is an index lookup rather than a scan of JSON. On SQLite
+# the rows live in their primary key's B-tree (WITHOUT ROWID): one B-tree less to write per label.
 alert_labels = Table(
     "alert_labels",
     metadata,
@@ -119,6 +118,7 @@ alert_labels = Table(
     Column("name", Text, primary_key=True),
     Column("value", Text, nullable=False),
     Index(None, "name", "value", "alert_id"),
+    sqlite_with_rowid=False,
 )
 
 events = Table(
