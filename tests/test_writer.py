@@ -7,6 +7,7 @@ batches apart without timing anything.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -26,8 +27,8 @@ from tests.support import make_alert, make_payload
 HANG_GUARD = 30  # seconds; only so a broken writer fails the test instead of hanging it
 
 
-def receipt(model: str) -> IncomingReceipt:
-    payload = WebhookPayload.model_validate(make_payload([make_alert(model=model)]))
+def receipt(model: str, alerts: int = 1) -> IncomingReceipt:
+    payload = WebhookPayload.model_validate(make_payload([make_alert(model=model, n=str(n)) for n in range(alerts)]))
     return Preparer.from_settings(Settings(), ModelCatalog([])).prepare(payload)
 
 
@@ -37,12 +38,13 @@ async def writer_for(sqlite_url: str) -> AsyncIterator:  # type: ignore[type-arg
     await migrate.upgrade(engine)
     started: list[BatchWriter] = []
 
-    async def build(gather_window: float) -> BatchWriter:
+    async def build(gather_window: float, max_batch_alerts: int | None = None) -> BatchWriter:
         writer = BatchWriter(
             engine,
             ingest_policy(Settings()),
             sqlite_engine=create_sqlite_writer_engine(sqlite_url),
             gather_window=gather_window,
+            max_batch_alerts=max_batch_alerts,
         )
         await writer.start()
         started.append(writer)
@@ -91,3 +93,14 @@ async def test_without_a_window_each_batch_takes_only_what_is_queued(writer_for)
     outcomes = [await first, await asyncio.wait_for(second, HANG_GUARD)]
     stamps = await _received_at(engine, [o.receipt_id for o in outcomes])
     assert stamps[0] != stamps[1]
+
+
+async def test_a_batch_stops_taking_receipts_once_it_holds_max_batch_alerts(writer_for) -> None:  # type: ignore[no-untyped-def]
+    """Five queued receipts of 3 alerts with a cap of 5 alerts: batches of 2, 2 and 1 receipts."""
+    build, engine = writer_for
+    writer = await build(gather_window=0.0, max_batch_alerts=5)
+    jobs = [writer.enqueue(receipt(f"m{i}", alerts=3)) for i in range(5)]  # queued before the writer runs
+    outcomes = await asyncio.wait_for(asyncio.gather(*jobs), HANG_GUARD)
+    stamps = await _received_at(engine, [o.receipt_id for o in outcomes])
+    batch_sizes = [len(list(group)) for _, group in itertools.groupby(stamps)]
+    assert batch_sizes == [2, 2, 1]
