@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import func, select
 
 from receiver.store import migrate
-from receiver.store.bulk import Codec, insert_many, insert_returning
+from receiver.store.bulk import Codec, UpdateIf, insert_many, insert_returning, insert_returning_ids
 from receiver.store.engine import create_engine
-from receiver.store.tables import alert_labels, alerts
+from receiver.store.tables import alert_labels, alerts, receipt_claims, receipts
 
 COLUMNS = tuple(c.name for c in alerts.c if c.name != "id")
 TIMES = {"starts_at", "ends_at", "first_seen_at", "last_seen_at", "last_event_at", "resolved_at"}
@@ -178,3 +178,51 @@ async def test_insert_returning_any_number_of_rows(engine, count: int) -> None: 
     async with engine.begin() as conn:
         found = await conn.run_sync(bulk)
     assert sorted(fp for (fp,) in found) == [f"e{n:015d}" for n in range(count)]
+
+
+@pytest.mark.parametrize("count", [1, 64, 150])
+async def test_insert_returning_ids_come_back_in_row_order(engine, count: int) -> None:  # type: ignore[no-untyped-def]
+    """The write path maps each receipt to its id by position: ids[i] must be the row rows[i] became."""
+    now = datetime(2026, 11, 30, 2, tzinfo=UTC)
+    digests = [f"{(n * 7919) % 1000:064d}" for n in range(count)]  # not in sorted order
+
+    def bulk(sync_conn):  # type: ignore[no-untyped-def]
+        codec = Codec(sync_conn)
+        rows = [(codec.time(now), "r", "g", "firing", d, False, 1, 0, None, "", "{}") for d in digests]
+        columns = ("received_at", "receiver", "group_key", "status", "digest", "duplicate", "alert_count",
+                   "truncated_alerts", "notification_reason", "external_url", "group_labels")  # fmt: skip
+        return insert_returning_ids(sync_conn, receipts, columns, rows)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(bulk)  # ids no longer start at 1
+        ids = await conn.run_sync(bulk)
+        stored = dict((await conn.execute(select(receipts.c.id, receipts.c.digest))).all())
+    assert [stored[i] for i in ids] == digests
+
+
+async def test_update_if_refreshes_only_rows_past_the_condition(engine) -> None:  # type: ignore[no-untyped-def]
+    """Receipt claims: a digest is claimed again only when its last claim is at or before the cutoff."""
+    t0 = datetime(2026, 11, 30, 2, tzinfo=UTC)
+
+    def claim(sync_conn, digests, now, cutoff):  # type: ignore[no-untyped-def]
+        codec = Codec(sync_conn)
+        rows = [(d, codec.time(now)) for d in digests]
+        update = UpdateIf(("claimed_at",), "receipt_claims.claimed_at <= {}", codec.time(cutoff))
+        found = insert_returning(
+            sync_conn, receipt_claims, ("digest", "claimed_at"), rows, conflict=("digest",), returning=("digest",),
+            update=update,
+        )  # fmt: skip
+        return sorted(d for (d,) in found)
+
+    async with engine.begin() as conn:
+        assert await conn.run_sync(claim, ["old", "recent"], t0, t0 - timedelta(days=1)) == ["old", "recent"]
+    async with engine.begin() as conn:
+        await conn.execute(
+            receipt_claims.update().where(receipt_claims.c.digest == "old").values(claimed_at=t0 - timedelta(hours=2))
+        )
+        t1 = t0 + timedelta(minutes=30)
+        got = await conn.run_sync(claim, ["old", "recent", "new"], t1, t1 - timedelta(hours=1))
+    assert got == ["new", "old"]
+    async with engine.connect() as conn:
+        stamps = dict((await conn.execute(select(receipt_claims.c.digest, receipt_claims.c.claimed_at))).all())
+    assert stamps == {"old": t0 + timedelta(minutes=30), "recent": t0, "new": t0 + timedelta(minutes=30)}

@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from pydantic_core import to_json
+from sqlalchemy import and_, bindparam, update
 from sqlalchemy.engine import Connection
 
 from receiver.dedup import AlertState
@@ -18,37 +18,37 @@ Key = tuple[str, datetime]  # (fingerprint, startsAt): one occurrence
 CHUNK = 500  # rows per IN (...) list: well inside SQLite's and asyncpg's parameter limits
 
 
-def dialect_insert(conn: Connection, table):  # type: ignore[no-untyped-def]
-    """INSERT with ON CONFLICT support for the connection's dialect."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
+# fingerprint IN (...) with startsAt bounded by the batch's own range: an index range per fingerprint,
+# so a flapping alert's older occurrences are not read (SQLite 3.40 cannot use the index for a
+# row-value IN over (fingerprint, startsAt)). The fingerprints travel as one JSON array.
+_LOAD_STATES = {
+    "sqlite": "SELECT id, fingerprint, starts_at, status, last_event_at FROM alerts"
+    " WHERE fingerprint IN (SELECT value FROM json_each(?)) AND starts_at BETWEEN ? AND ?",
+    "postgresql": "SELECT id, fingerprint, starts_at, status, last_event_at FROM alerts"
+    " WHERE fingerprint IN (SELECT jsonb_array_elements_text($1::jsonb)) AND starts_at BETWEEN $2 AND $3",
+}
+
+
 def load_states(conn: Connection, keys: Iterable[Key]) -> dict[Key, tuple[int, AlertState]]:
     """Id and state of the occurrences among `keys` that are already stored."""
-    wanted = set(keys)
+    codec = Codec(conn)
+    wanted = {(fingerprint, codec.time(start)): (fingerprint, start) for fingerprint, start in keys}
     found: dict[Key, tuple[int, AlertState]] = {}
-    # fingerprint IN (...) with startsAt bounded by the batch's own range: an index range per
-    # fingerprint, so a flapping alert's older occurrences are not read (SQLite 3.40 cannot use the
-    # index for a row-value IN over (fingerprint, startsAt)).
-    query = select(
-        alerts.c.id, alerts.c.fingerprint, alerts.c.starts_at, alerts.c.status, alerts.c.last_event_at
-    ).where(
-        alerts.c.fingerprint.in_(bindparam("fps", expanding=True)),
-        alerts.c.starts_at.between(bindparam("lo"), bindparam("hi")),
-    )
     for chunk in chunks(sorted(wanted)):
+        fingerprints = to_json(sorted({fingerprint for fingerprint, _ in chunk})).decode()
         starts = [start for _, start in chunk]
-        params = {"fps": sorted({fp for fp, _ in chunk}), "lo": min(starts), "hi": max(starts)}
-        for row in conn.execute(query, params).all():
-            key = (row.fingerprint, row.starts_at)
-            if key in wanted:
-                found[key] = (row.id, AlertState(row.status, row.last_event_at))
+        params = (fingerprints, min(starts), max(starts))
+        for alert_id, fingerprint, starts_at, status, last_event_at in conn.exec_driver_sql(
+            _LOAD_STATES[conn.dialect.name], params
+        ):
+            key = wanted.get((fingerprint, starts_at))
+            if key is not None:
+                found[key] = (alert_id, AlertState(status, codec.read_time(last_event_at)))
     return found
 
 

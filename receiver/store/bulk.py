@@ -12,6 +12,7 @@ test compares rows written both ways.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -40,6 +41,12 @@ class Codec:
         return moment if self.postgres else moment.isoformat(" ", "microseconds")
 
     @staticmethod
+    def read_time(stored: Any) -> datetime:
+        """What `time` stored, back as an aware UTC datetime (as UTCDateTime reads it)."""
+        moment = stored if isinstance(stored, datetime) else datetime.fromisoformat(stored)
+        return moment.replace(tzinfo=UTC)
+
+    @staticmethod
     def json(value: Any) -> str | None:
         """JSON columns hold text on both databases; None is SQL NULL."""
         return None if value is None else to_json(value).decode()
@@ -56,7 +63,7 @@ def insert_many(conn: Connection, table: Table, columns: Sequence[str], rows: li
     if Codec(conn).postgres:
         conn.exec_driver_sql(_pg_json_insert(table, tuple(columns)), _pg_rows(rows))
         return
-    for sql, params in _sqlite_chunks(_insert_head(table, columns), len(columns), rows):
+    for sql, params in sqlite_chunks(_insert_head(table, columns), len(columns), rows):
         conn.exec_driver_sql(sql, params)
 
 
@@ -64,7 +71,7 @@ def _insert_head(table: Table, columns: Sequence[str]) -> str:
     return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
 
 
-def _sqlite_chunks(head: str, width: int, rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+def sqlite_chunks(head: str, width: int, rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
     """(multi-row INSERT, flat parameters) per chunk of rows.
 
     Chunk sizes are powers of two up to 64 (100 rows: 64 + 32 + 4), so a table is written with at most
@@ -85,6 +92,18 @@ def _values_clause(width: int, rows: int) -> str:
     return ", ".join([row_sql] * rows)
 
 
+@dataclass(frozen=True)
+class UpdateIf:
+    """ON CONFLICT ... DO UPDATE SET each of `columns` = the new row's, WHERE `condition` holds.
+
+    `condition` is SQL on the stored row with one `{}` where `value` is bound (e.g. "t.at <= {}").
+    """
+
+    columns: Sequence[str]
+    condition: str
+    value: Any
+
+
 def insert_returning(
     conn: Connection,
     table: Table,
@@ -93,24 +112,49 @@ def insert_returning(
     *,
     conflict: Sequence[str],
     returning: Sequence[str],
+    update: UpdateIf | None = None,
 ) -> list[tuple[Any, ...]]:
-    """INSERT ... ON CONFLICT (conflict) DO NOTHING RETURNING ...: the returned tuples of rows inserted.
+    """INSERT ... ON CONFLICT (conflict) DO NOTHING (or DO UPDATE, see UpdateIf) RETURNING ...: the
+    returned tuples of the rows inserted (or updated).
 
     One statement per chunk: multi-row VALUES on SQLite (executemany cannot return rows), rows as one
     JSON document on PostgreSQL.
     """
     if not rows:
         return []
-    codec = Codec(conn)
-    tail = f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {', '.join(returning)}"
-    found: list[tuple[Any, ...]] = []
-    if codec.postgres:
+    postgres = Codec(conn).postgres
+    action, extra = "DO NOTHING", ()
+    if update is not None:
+        assignments = ", ".join(f"{c} = excluded.{c}" for c in update.columns)
+        action = f"DO UPDATE SET {assignments} WHERE {update.condition.format('$2' if postgres else '?')}"
+        extra = (update.value,)
+    tail = f"ON CONFLICT ({', '.join(conflict)}) {action} RETURNING {', '.join(returning)}"
+    if postgres:
         sql = f"{_pg_json_insert(table, tuple(columns))} {tail}"
-        found.extend(tuple(r) for r in conn.exec_driver_sql(sql, _pg_rows(rows)))
-        return found
-    for sql, params in _sqlite_chunks(_insert_head(table, columns), len(columns), rows):
-        found.extend(tuple(r) for r in conn.exec_driver_sql(f"{sql} {tail}", params))
+        return [tuple(r) for r in conn.exec_driver_sql(sql, _pg_rows(rows) + extra)]
+    found: list[tuple[Any, ...]] = []
+    for sql, params in sqlite_chunks(_insert_head(table, columns), len(columns), rows):
+        found.extend(tuple(r) for r in conn.exec_driver_sql(f"{sql} {tail}", params + extra))
     return found
+
+
+def insert_returning_ids(
+    conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> list[int]:
+    """INSERT rows; the new ids, in the order of `rows`.
+
+    Ids come from the table's own sequence, taken row after row in one statement, so sorting what
+    RETURNING gives back restores the rows' order (neither database promises RETURNING's order).
+    """
+    if not rows:
+        return []
+    if Codec(conn).postgres:
+        sql = f"{_pg_json_insert(table, tuple(columns))} RETURNING id"
+        return sorted(r[0] for r in conn.exec_driver_sql(sql, _pg_rows(rows)))
+    ids: list[int] = []
+    for sql, params in sqlite_chunks(_insert_head(table, columns), len(columns), rows):
+        ids.extend(sorted(r[0] for r in conn.exec_driver_sql(f"{sql} RETURNING id", params)))
+    return ids
 
 
 _PG_TYPES = {"JSON": "json", "DateTime": "timestamp", "Integer": "bigint", "Boolean": "boolean"}
@@ -118,7 +162,7 @@ _PG_TYPES = {"JSON": "json", "DateTime": "timestamp", "Integer": "bigint", "Bool
 
 @lru_cache(maxsize=32)
 def _pg_json_insert(table: Table, columns: tuple[str, ...]) -> str:
-    """`INSERT INTO t (a, b) SELECT (e->>0)::bigint, (e->>1)::json FROM jsonb_array_elements($1::jsonb) e`.
+    """`INSERT INTO t (a, b) SELECT (e->>0)::bigint, (e->>1)::json FROM jsonb_array_elements($1::jsonb) …`.
 
     All rows travel as one JSON array of arrays, serialised in Rust by pydantic_core and taken apart in
     C by the server. (asyncpg's array parameters run two ABC isinstance checks per element, which cost
@@ -130,9 +174,9 @@ def _pg_json_insert(table: Table, columns: tuple[str, ...]) -> str:
         fields.append(f"(e->>{n})::{target}" if target else f"e->>{n}")
     return (
         f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"SELECT {', '.join(fields)} FROM jsonb_array_elements($1::jsonb) AS e"
+        f"SELECT {', '.join(fields)} FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS r(e, n) ORDER BY n"
     )
 
 
-def _pg_rows(rows: list[tuple[Any, ...]]) -> tuple[str]:
+def _pg_rows(rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
     return (to_json(rows).decode(),)

@@ -24,8 +24,8 @@ from sqlalchemy.engine import Connection
 from receiver.dedup import AlertState, EventKind, decide_alert_event
 from receiver.schemas import WebhookAlert, WebhookPayload
 from receiver.store import alert_writes
-from receiver.store.alert_writes import Key, dialect_insert
-from receiver.store.bulk import Codec, insert_many
+from receiver.store.alert_writes import Key
+from receiver.store.bulk import Codec, UpdateIf, insert_many, insert_returning, insert_returning_ids
 from receiver.store.tables import (
     alert_labels,
     events,
@@ -204,39 +204,47 @@ def store_batch(
 
 def _claim(conn: Connection, batch: Sequence[IncomingReceipt], *, now: datetime, window: timedelta) -> list[bool]:
     """Which receipts are new: the first of each digest, when no claim on it is younger than the window."""
-    digests = list(dict.fromkeys(r.digest for r in batch))
-    stmt = dialect_insert(conn, receipt_claims)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[receipt_claims.c.digest],
-        set_={"claimed_at": stmt.excluded.claimed_at},
-        where=receipt_claims.c.claimed_at <= now - window,
-    ).returning(receipt_claims.c.digest)
-    claimed = set(conn.execute(stmt, [{"digest": d, "claimed_at": now} for d in digests]).scalars())
+    codec = Codec(conn)
+    stamp = codec.time(now)
+    rows = [(digest, stamp) for digest in dict.fromkeys(r.digest for r in batch)]
+    expired = UpdateIf(("claimed_at",), "receipt_claims.claimed_at <= {}", codec.time(now - window))
+    columns = ("digest", "claimed_at")
+    returned = insert_returning(
+        conn, receipt_claims, columns, rows, conflict=("digest",), returning=("digest",), update=expired
+    )
+    claimed = {digest for (digest,) in returned}
     first: dict[str, int] = {}
     return [r.digest in claimed and first.setdefault(r.digest, i) == i for i, r in enumerate(batch)]
+
+
+_RECEIPT_COLUMNS = (
+    "received_at", "receiver", "group_key", "status", "digest", "duplicate", "alert_count", "truncated_alerts",
+    "notification_reason", "external_url", "group_labels",
+)  # fmt: skip
 
 
 def _insert_receipts(
     conn: Connection, batch: Sequence[IncomingReceipt], fresh: list[bool], *, now: datetime
 ) -> list[int]:
+    codec = Codec(conn)
+    stamp = codec.time(now)
     rows = [
-        {
-            "received_at": now,
-            "receiver": r.receiver,
-            "group_key": r.group_key,
-            "status": r.status,
-            "digest": r.digest,
-            "duplicate": not is_fresh,
-            "alert_count": len(r.alerts),
-            "truncated_alerts": r.truncated_alerts,
-            "notification_reason": r.notification_reason,
-            "external_url": r.external_url,
-            "group_labels": r.group_labels,
-        }
+        (
+            stamp,
+            r.receiver,
+            r.group_key,
+            r.status,
+            r.digest,
+            not is_fresh,
+            len(r.alerts),
+            r.truncated_alerts,
+            r.notification_reason,
+            r.external_url,
+            codec.json(r.group_labels),
+        )  # fmt: skip
         for r, is_fresh in zip(batch, fresh, strict=True)
     ]
-    stmt = receipts.insert().returning(receipts.c.id, sort_by_parameter_order=True)
-    return list(conn.execute(stmt, rows).scalars())
+    return insert_returning_ids(conn, receipts, _RECEIPT_COLUMNS, rows)
 
 
 def _alert_row(receipt: IncomingReceipt, item: IncomingAlert, now: datetime) -> dict[str, Any]:
@@ -335,6 +343,11 @@ def _write_rows(
     insert_many(conn, events, ("alert_id", "receipt_id", "kind", "reason", "at"), event_rows)
 
 
+_NOTIFICATION_COLUMNS = (
+    "channel", "recipient", "kind", "group_key", "receipt_id", "status", "attempts", "next_attempt_at", "created_at",
+)  # fmt: skip
+
+
 def _queue_notifications(
     conn: Connection,
     batch: Sequence[IncomingReceipt],
@@ -353,22 +366,22 @@ def _queue_notifications(
     if not covered:
         return []
     targets = sorted(covered)
+    stamp = Codec(conn).time(now)
     rows = [
-        {
-            "channel": channel,
-            "recipient": recipient,
-            "kind": _message_kind(c.kind for c in covered[(index, channel, recipient)]),
-            "group_key": batch[index].group_key,
-            "receipt_id": receipt_ids[index],
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
+        (
+            channel,
+            recipient,
+            _message_kind(c.kind for c in covered[(index, channel, recipient)]),
+            batch[index].group_key,
+            receipt_ids[index],
+            "pending",
+            0,
+            stamp,
+            stamp,
+        )
         for index, channel, recipient in targets
     ]
-    stmt = notifications.insert().returning(notifications.c.id, sort_by_parameter_order=True)
-    notification_ids = list(conn.execute(stmt, rows).scalars())
+    notification_ids = insert_returning_ids(conn, notifications, _NOTIFICATION_COLUMNS, rows)
     links = [
         (nid, ids[c.key], c.kind.value)
         for nid, target in zip(notification_ids, targets, strict=True)
