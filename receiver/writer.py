@@ -194,6 +194,9 @@ class BatchWriter:
 
 
 POSTGRES_BATCH_ALERTS = 300
+# Two concurrent transactions kept PostgreSQL busiest: 8 % more webhooks/s than four at 1 and at 10
+# alerts/payload in A/B runs (the database server's own CPU is the limit; more writers add contention).
+POSTGRES_WRITERS = 2
 
 
 def local_writer(
@@ -209,9 +212,9 @@ def local_writer(
 
     SQLite: one writer thread on an engine of its own, committing with `sqlite_synchronous` (FULL: an
     answered webhook survives power loss), waiting briefly for requests being read (see `_gather`).
-    PostgreSQL: four writers side by side on `engine`, each taking about POSTGRES_BATCH_ALERTS alerts
-    at most, so a burst of large payloads is spread over all four instead of waiting behind the one
-    that took the whole queue (p99 at 100 alerts/payload: about 300 -> 200 ms).
+    PostgreSQL: POSTGRES_WRITERS writers side by side on `engine`, each taking about
+    POSTGRES_BATCH_ALERTS alerts at most, so a burst of large payloads is spread over both instead of
+    waiting behind the one that took the whole queue (p99 at 100 alerts/payload: about 300 -> 200 ms).
     """
     engine = engine or create_engine(url, sqlite_synchronous="NORMAL")
     sqlite_engine = create_sqlite_writer_engine(url, sqlite_synchronous=sqlite_synchronous) if is_sqlite(url) else None
@@ -221,7 +224,7 @@ def local_writer(
         engine,
         policy,
         max_batch_alerts=None if sqlite_engine else POSTGRES_BATCH_ALERTS,
-        writers=1 if sqlite_engine else 4,
+        writers=1 if sqlite_engine else POSTGRES_WRITERS,
         sqlite_engine=sqlite_engine,
         gather_window=gather_window,
         sqlite_in_thread=sqlite_in_thread,
