@@ -56,7 +56,7 @@ class BatchWriter:
         self._policy = policy
         self._writers = writers
         self._max_batch = max_batch
-        self._max_batch_alerts = max_batch_alerts or 2**62
+        self._max_batch_alerts = 2**62 if max_batch_alerts is None else max_batch_alerts
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._incoming = 0  # requests being read or prepared: about to be submitted

@@ -83,3 +83,23 @@ async def test_0004_keeps_labels_and_moves_label_copies_to_the_label_index(db_ur
         assert labels == _LABELS and copies <= indexes
     finally:
         await engine.dispose()
+
+
+async def test_0004_on_sqlite_drops_label_rows_whose_alert_is_gone(sqlite_url: str) -> None:
+    """Rows left by a delete made with foreign keys off (the sqlite3 shell's default) do not fail the
+    table rebuild: they are the only rows not copied."""
+    engine = create_engine(sqlite_url)
+    try:
+        await migrate.upgrade(engine, "0003")
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # before any transaction: it applies
+            await conn.execute(text(_ALERT_0003))
+            await conn.execute(text("INSERT INTO alert_labels (alert_id, name, value) VALUES (7, 'team', 'ml')"))
+            await conn.execute(text("INSERT INTO alert_labels (alert_id, name, value) VALUES (99, 'orphan', 'x')"))
+            await conn.commit()
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT alert_id, name, value FROM alert_labels"))).all()
+        assert [tuple(r) for r in rows] == [(7, "team", "ml")]
+    finally:
+        await engine.dispose()

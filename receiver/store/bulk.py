@@ -4,9 +4,10 @@ A group commit writes about a dozen rows per alert. SQLAlchemy Core compiles its
 still runs a Python type processor on every value of every row (timezone handling for datetimes,
 json.dumps for JSON), which was most of the writer's time. Here each value is converted once, straight
 to what the driver takes (`Codec`), and the rows go to the cursor's executemany or, where ids must come
-back, to one multi-row statement with RETURNING. The stored values are exactly what the Core types
-would have written, so every read path (Core `select`s with their result processors) is unchanged; a
-test compares rows written both ways.
+back, to one multi-row statement with RETURNING. The stored values are the ones the Core types would
+have written (times in the same text form on SQLite; JSON as the same document, serialised compactly),
+so every read path (Core `select`s with their result processors) is unchanged; a test compares rows
+written both ways.
 """
 
 from __future__ import annotations

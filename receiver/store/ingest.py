@@ -185,7 +185,10 @@ def store_batch(
     existing = alert_writes.load_states(conn, {key for keys in keyed for key in keys})
     plan = _plan(batch, keyed, fresh, existing, now=now, window=policy.window)
     ids = {key: alert_id for key, (alert_id, _) in existing.items()}
-    inserted = alert_writes.insert_new(conn, list(plan.new_rows.values()))
+    # Rows in key order (and claims in digest order, in _claim): two PostgreSQL writers inserting the
+    # same occurrences (HA peers' deliveries) then take their row locks in the same order instead of
+    # deadlocking until the database aborts one of them.
+    inserted = alert_writes.insert_new(conn, [plan.new_rows[key] for key in sorted(plan.new_rows)])
     if len(inserted) != len(plan.new_rows):
         raise ConcurrentInsert("an alert occurrence was stored concurrently")
     ids.update(inserted)
@@ -206,7 +209,7 @@ def _claim(conn: Connection, batch: Sequence[IncomingReceipt], *, now: datetime,
     """Which receipts are new: the first of each digest, when no claim on it is younger than the window."""
     codec = Codec(conn)
     stamp = codec.time(now)
-    rows = [(digest, stamp) for digest in dict.fromkeys(r.digest for r in batch)]
+    rows = [(digest, stamp) for digest in sorted({r.digest for r in batch})]
     expired = UpdateIf(("claimed_at",), "receipt_claims.claimed_at <= {}", codec.time(now - window))
     columns = ("digest", "claimed_at")
     returned = insert_returning(

@@ -51,7 +51,12 @@ def downgrade() -> None:
 def _rebuild_sqlite_labels(options: str) -> None:
     """SQLite cannot change a table's rowid-ness in place: copy the rows into a new table."""
     op.execute(_LABELS_TABLE.format(name="alert_labels_new", options=options))
-    op.execute("INSERT INTO alert_labels_new (alert_id, name, value) SELECT alert_id, name, value FROM alert_labels")
+    # Foreign keys are on during the copy; label rows whose alert is gone (left by a delete made with
+    # foreign keys off, e.g. in the sqlite3 shell) are dropped rather than failing the upgrade.
+    op.execute(
+        "INSERT INTO alert_labels_new (alert_id, name, value) SELECT alert_id, name, value FROM alert_labels"
+        " WHERE alert_id IN (SELECT id FROM alerts)"
+    )
     op.execute("DROP TABLE alert_labels")
     op.execute("ALTER TABLE alert_labels_new RENAME TO alert_labels")
     op.create_index("ix_alert_labels_name_value_alert_id", "alert_labels", ["name", "value", "alert_id"])
