@@ -25,7 +25,8 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
 
 # fingerprint IN (...) with startsAt bounded by the batch's own range: an index range per fingerprint,
 # so a flapping alert's older occurrences are not read (SQLite 3.40 cannot use the index for a
-# row-value IN over (fingerprint, startsAt)). The fingerprints travel as one JSON array.
+# row-value IN over (fingerprint, startsAt)). The fingerprints travel as one JSON array, so there is
+# no parameter limit to chunk for.
 _LOAD_STATES = {
     "sqlite": "SELECT id, fingerprint, starts_at, status, last_event_at FROM alerts"
     " WHERE fingerprint IN (SELECT value FROM json_each(?)) AND starts_at BETWEEN ? AND ?",
@@ -39,16 +40,17 @@ def load_states(conn: Connection, keys: Iterable[Key]) -> dict[Key, tuple[int, A
     codec = Codec(conn)
     wanted = {(fingerprint, codec.time(start)): (fingerprint, start) for fingerprint, start in keys}
     found: dict[Key, tuple[int, AlertState]] = {}
-    for chunk in chunks(sorted(wanted)):
-        fingerprints = to_json(sorted({fingerprint for fingerprint, _ in chunk})).decode()
-        starts = [start for _, start in chunk]
-        params = (fingerprints, min(starts), max(starts))
-        for alert_id, fingerprint, starts_at, status, last_event_at in conn.exec_driver_sql(
-            _LOAD_STATES[conn.dialect.name], params
-        ):
-            key = wanted.get((fingerprint, starts_at))
-            if key is not None:
-                found[key] = (alert_id, AlertState(status, codec.read_time(last_event_at)))
+    if not wanted:
+        return found
+    fingerprints = to_json(sorted({fingerprint for fingerprint, _ in wanted})).decode()
+    starts = [start for _, start in wanted]
+    params = (fingerprints, min(starts), max(starts))
+    for alert_id, fingerprint, starts_at, status, last_event_at in conn.exec_driver_sql(
+        _LOAD_STATES[conn.dialect.name], params
+    ):
+        key = wanted.get((fingerprint, starts_at))
+        if key is not None:
+            found[key] = (alert_id, AlertState(status, codec.read_time(last_event_at)))
     return found
 
 

@@ -121,8 +121,6 @@ def insert_returning(
     One statement per chunk: multi-row VALUES on SQLite (executemany cannot return rows), rows as one
     JSON document on PostgreSQL.
     """
-    if not rows:
-        return []
     postgres = Codec(conn).postgres
     action, extra = "DO NOTHING", ()
     if update is not None:
@@ -130,13 +128,7 @@ def insert_returning(
         action = f"DO UPDATE SET {assignments} WHERE {update.condition.format('$2' if postgres else '?')}"
         extra = (update.value,)
     tail = f"ON CONFLICT ({', '.join(conflict)}) {action} RETURNING {', '.join(returning)}"
-    if postgres:
-        sql = f"{_pg_json_insert(table, tuple(columns))} {tail}"
-        return [tuple(r) for r in conn.exec_driver_sql(sql, _pg_rows(rows) + extra)]
-    found: list[tuple[Any, ...]] = []
-    for sql, params in sqlite_chunks(_insert_head(table, columns), len(columns), rows):
-        found.extend(tuple(r) for r in conn.exec_driver_sql(f"{sql} {tail}", params + extra))
-    return found
+    return list(_insert_with_tail(conn, table, columns, rows, tail, extra))
 
 
 def insert_returning_ids(
@@ -144,18 +136,32 @@ def insert_returning_ids(
 ) -> list[int]:
     """INSERT rows; the new ids, in the order of `rows`.
 
-    Ids come from the table's own sequence, taken row after row in one statement, so sorting what
-    RETURNING gives back restores the rows' order (neither database promises RETURNING's order).
+    Ids come from the table's own sequence, taken row after row (chunk after chunk on SQLite), so
+    sorting what RETURNING gives back restores the rows' order (neither database promises RETURNING's).
+    """
+    return sorted(row[0] for row in _insert_with_tail(conn, table, columns, rows, "RETURNING id"))
+
+
+def _insert_with_tail(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    tail: str,
+    extra: tuple[Any, ...] = (),
+) -> Iterator[tuple[Any, ...]]:
+    """The rows returned by INSERT ... `tail`: one statement on PostgreSQL, one per chunk on SQLite.
+
+    `extra` are parameters of `tail`, bound after the rows' ($2 on PostgreSQL, a trailing ? on SQLite).
     """
     if not rows:
-        return []
+        return
     if Codec(conn).postgres:
-        sql = f"{_pg_json_insert(table, tuple(columns))} RETURNING id"
-        return sorted(r[0] for r in conn.exec_driver_sql(sql, _pg_rows(rows)))
-    ids: list[int] = []
+        sql = f"{_pg_json_insert(table, tuple(columns))} {tail}"
+        yield from (tuple(r) for r in conn.exec_driver_sql(sql, _pg_rows(rows) + extra))
+        return
     for sql, params in sqlite_chunks(_insert_head(table, columns), len(columns), rows):
-        ids.extend(sorted(r[0] for r in conn.exec_driver_sql(f"{sql} RETURNING id", params)))
-    return ids
+        yield from (tuple(r) for r in conn.exec_driver_sql(f"{sql} {tail}", params + extra))
 
 
 _PG_TYPES = {"JSON": "json", "DateTime": "timestamp", "Integer": "bigint", "Boolean": "boolean"}
