@@ -4,9 +4,10 @@
 
 Nothing in receiver/ is changed: this wraps, at import time,
 - `BatchWriter._transaction` (one group commit): receipts per transaction and its wall time;
-- every SQL statement of every SQLAlchemy engine (cursor events): count and wall time per statement
-  kind, as the caller sees it (through aiosqlite that includes the hop to the connection's thread and
-  back to the event loop);
+- every SQL statement of every SQLAlchemy engine (cursor events), and the write path's statements that
+  go straight to the DBAPI cursor (`receiver.store.bulk.run_sql`, wrapped where it is imported): count
+  and wall time per statement kind, as the caller sees it (through aiosqlite that includes the hop to
+  the connection's thread and back to the event loop);
 - aiosqlite's thread hand-off (`Connection._execute`): hops per receipt, time spent in the SQLite thread
   versus the time the caller waited for the answer.
 The figures in the main table never come from this process; the instruments cost CPU themselves.
@@ -57,6 +58,7 @@ def install() -> None:
     from sqlalchemy import Engine, event
 
     import receiver.api.app as app_module
+    from receiver.store import alert_writes, bulk
     from receiver.writer import BatchWriter
 
     original_tx = BatchWriter._transaction
@@ -110,11 +112,25 @@ def install() -> None:
 
     @event.listens_for(Engine, "after_cursor_execute")
     def _after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        t0 = conn.info["bench_t0"].pop()
+        _record(_kind(statement) + (" (executemany)" if many else ""), conn.info["bench_t0"].pop())
+
+    def _record(kind: str, started: float) -> None:
         with _lock:
-            entry = STATS["statements"][_kind(statement) + (" (executemany)" if many else "")]
+            entry = STATS["statements"][kind]
             entry[0] += 1
-            entry[1] += time.perf_counter() - t0
+            entry[1] += time.perf_counter() - started
+
+    original_run_sql = bulk.run_sql
+
+    def run_sql(conn: Any, sql: str, params: Any = ()) -> Any:
+        started = time.perf_counter()
+        try:
+            return original_run_sql(conn, sql, params)
+        finally:
+            _record(_kind(sql), started)
+
+    bulk.run_sql = run_sql  # type: ignore[assignment]
+    alert_writes.run_sql = run_sql  # type: ignore[assignment]
 
     @event.listens_for(Engine, "commit")
     def _commit(conn: Any) -> None:

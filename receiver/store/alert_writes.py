@@ -11,7 +11,7 @@ from sqlalchemy import and_, bindparam, update
 from sqlalchemy.engine import Connection
 
 from receiver.dedup import AlertState
-from receiver.store.bulk import Codec, insert_returning
+from receiver.store.bulk import Codec, insert_returning, run_sql
 from receiver.store.tables import alerts
 
 Key = tuple[str, datetime]  # (fingerprint, startsAt): one occurrence
@@ -45,9 +45,8 @@ def load_states(conn: Connection, keys: Iterable[Key]) -> dict[Key, tuple[int, A
     fingerprints = to_json(sorted({fingerprint for fingerprint, _ in wanted})).decode()
     starts = [start for _, start in wanted]
     params = (fingerprints, min(starts), max(starts))
-    for alert_id, fingerprint, starts_at, status, last_event_at in conn.exec_driver_sql(
-        _LOAD_STATES[conn.dialect.name], params
-    ):
+    rows = run_sql(conn, _LOAD_STATES[conn.dialect.name], params)
+    for alert_id, fingerprint, starts_at, status, last_event_at in rows:
         key = wanted.get((fingerprint, starts_at))
         if key is not None:
             found[key] = (alert_id, AlertState(status, codec.read_time(last_event_at)))
