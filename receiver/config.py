@@ -23,6 +23,15 @@ from receiver.durations import parse_duration
 from receiver.matchers import parse_matcher
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./alert-receiver.db"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")  # the same rule the Slack notifier applies
@@ -169,6 +178,9 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
     # Commit webhooks in a child process (a second core for the write path); false: a thread of this one.
     writer_process: bool = True
+    # A writer process that answers nothing this long while webhooks wait is killed and replaced
+    # (they get 503; Alertmanager retries). Far above any healthy commit, below nothing useful.
+    writer_stall_timeout: PositiveDuration = timedelta(seconds=30)
     host: str = "127.0.0.1"
     port: int = 9095
     webhook_token: SecretStr | None = None

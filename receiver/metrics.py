@@ -40,6 +40,11 @@ class Metrics:
         self.writer_restarts = Gauge(
             "receiver_writer_restarts_total", "Times the writer process died and was started again", registry=r
         )
+        self.writer_stalls = Gauge(
+            "receiver_writer_stalls_total",
+            "Times the writer process was killed for answering nothing while receipts waited",
+            registry=r,
+        )
         self.outbox_depth = Gauge("receiver_outbox_pending", "Notifications waiting to be sent", registry=r)
         self.outbox_oldest = Gauge(
             "receiver_outbox_oldest_pending_seconds", "Age of the oldest pending notification", registry=r
@@ -60,5 +65,6 @@ class Metrics:
         """Refresh the gauges that are read from state, then serialise."""
         self.catalog_misses.set(state.preparer.catalog_misses)
         self.writer_restarts.set(state.writer.restarts)
+        self.writer_stalls.set(state.writer.stalls)
         await state.refresh_outbox_gauges()
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -38,6 +38,7 @@ class BatchWriter:
     """Owns the write path; `enqueue` returns a future that is done once the receipt is committed."""
 
     restarts = 0  # a thread of this process is never restarted (see ProcessWriter.restarts)
+    stalls = 0  # nor killed for not answering (see ProcessWriter.stalls)
 
     def __init__(
         self,

@@ -15,7 +15,10 @@ as NamedTuples of plain values costs about a quarter of pickling the pydantic pa
 The parent closing its end is the child's signal to commit what it holds, answer and exit; the child
 ignores SIGINT and SIGTERM so that a Ctrl-C on the terminal cannot cut it off before the parent's
 in-flight requests are answered. When the child dies, the requests it held get 503 (Alertmanager
-retries them) and a new child is started.
+retries them) and a new child is started. A child that lives on but stops answering (a hung disk or
+database connection, a stopped process) is killed after `stall_timeout` without a single answer while
+receipts wait, and handled the same way: otherwise every webhook would wait until Alertmanager gives
+up on it, and the server would never say it cannot store.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ _LENGTH = struct.Struct(">I")
 START_TIMEOUT = 60.0  # seconds for the child to import, connect and say READY
 RESTART_DELAY = 1.0  # seconds between a child's death and its replacement
 EXIT_TIMEOUT = 10.0  # seconds for a child that closed its socket to exit before it is killed
+STALL_TIMEOUT = 30.0  # default seconds without an answer, while receipts wait, before the child is killed
 
 
 @dataclass(frozen=True)
@@ -112,8 +116,11 @@ PROTOCOL = "|".join([*IncomingReceipt._fields, *IncomingAlert._fields, *IngestOu
 class ProcessWriter:
     """Same surface as BatchWriter (start, enqueue, incoming, stop, aclose); the commits run in a child."""
 
-    def __init__(self, config: WriterConfig) -> None:
+    def __init__(self, config: WriterConfig, *, stall_timeout: float = STALL_TIMEOUT) -> None:
         self._config = config
+        self._stall_timeout = stall_timeout
+        self._quiet_since = 0.0  # loop time of the child's last answer, or of the first receipt after none waited
+        self._watchdog: asyncio.Task[None] | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._stream: asyncio.StreamWriter | None = None
         self._pending: dict[int, asyncio.Future[IngestOutcome]] = {}
@@ -122,6 +129,7 @@ class ProcessWriter:
         self._restarting: asyncio.Task[None] | None = None
         self._stopping = False
         self.restarts = 0  # children that died and were replaced (receiver_writer_restarts_total)
+        self.stalls = 0  # children killed for not answering (receiver_writer_stalls_total)
 
     @property
     def pid(self) -> int | None:
@@ -166,6 +174,7 @@ class ProcessWriter:
             raise
         self._stream = stream
         self._reader_task = asyncio.create_task(self._read_answers(reader), name="writer-process-answers")
+        self._watchdog = asyncio.create_task(self._watch(self._process), name="writer-process-watchdog")
         log.info("writer process %s started", self._process.pid)
 
     def incoming(self) -> AbstractContextManager[None]:
@@ -182,6 +191,8 @@ class ProcessWriter:
         except (RuntimeError, ConnectionError) as exc:  # the transport is closing: the child is going
             raise StorageUnavailable(f"the writer process is not reachable: {exc}") from None
         self._next_id += 1
+        if not self._pending:  # the stall clock starts with the first receipt waiting for an answer
+            self._quiet_since = asyncio.get_running_loop().time()
         done: asyncio.Future[IngestOutcome] = asyncio.get_running_loop().create_future()
         self._pending[self._next_id] = done
         return done
@@ -190,6 +201,7 @@ class ProcessWriter:
         try:
             while (message := await _read_frame(reader)) is not None:
                 request_id, outcome, *error = message
+                self._quiet_since = asyncio.get_running_loop().time()
                 done = self._pending.pop(request_id, None)
                 if done is None or done.done():  # the request went away; the commit stands
                     continue
@@ -200,8 +212,27 @@ class ProcessWriter:
         finally:  # whatever ended the loop, no request may wait for an answer that cannot come
             await self._child_gone()
 
+    async def _watch(self, process: asyncio.subprocess.Process) -> None:
+        """Kill `process` once receipts have waited `stall_timeout` with no answer from it at all.
+
+        The clock runs only while receipts wait, and any answer resets it: a child that is slow but
+        committing is left alone. Killing it ends the reader, which answers 503 and starts a new child.
+        """
+        loop = asyncio.get_running_loop()
+        while process.returncode is None:
+            await asyncio.sleep(min(1.0, self._stall_timeout / 4))
+            silent = loop.time() - self._quiet_since
+            if self._pending and silent >= self._stall_timeout and process.returncode is None:
+                log.error("writer process %s answered nothing for %.0f s while %d receipts waited; killing it",
+                          process.pid, silent, len(self._pending))  # fmt: skip
+                self.stalls += 1
+                process.kill()
+                return
+
     async def _child_gone(self) -> None:
         assert self._process is not None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._stream is not None:
             self._stream.close()
             self._stream = None  # from here on enqueue refuses at once (503)

@@ -61,6 +61,7 @@ def test_summary_reflects_the_environment_and_the_models_file(tmp_path: Path) ->
 BROKEN = """\
 routs: []
 port: not-a-port
+writer_stall_timeout: 0s
 models:
   - name: fraud-detector
     owner: alice
@@ -92,6 +93,7 @@ def test_every_problem_is_printed_with_its_location(tmp_path: Path) -> None:
     expected = [
         "routs: Extra inputs are not permitted",
         "port: Input should be a valid integer",
+        "writer_stall_timeout: must be longer than 0s",
         "models[0].owner: 'alice' is not an email address",
         "models[0].runbook_url: 'javascript:alert(1)' is not an absolute http(s) URL",
         "models[1].name: Field required",

@@ -191,6 +191,41 @@ async def test_a_killed_child_costs_503s_not_the_server_and_is_replaced(make_set
         assert await h.scalar("SELECT count(*) FROM events") == 2
 
 
+async def test_a_child_that_stops_answering_is_killed_and_replaced(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
+    async with start_app(make_settings(writer_process=True, writer_stall_timeout="1s")) as h:
+        writer = h.state.writer
+        stuck_pid = writer.pid
+        os.kill(stuck_pid, signal.SIGSTOP)  # alive, holding its socket, answering nothing: a hung child
+        payloads = [make_payload([make_alert(model=f"m{i}", instance=f"i{i}")]) for i in range(3)]
+        answers = await asyncio.wait_for(asyncio.gather(*(h.post_webhook(p) for p in payloads)), HANG_GUARD)
+        assert [a.status_code for a in answers] == [503] * 3
+        assert {a.json()["error"]["code"] for a in answers} == {"storage_unavailable"}
+        with pytest.raises(ProcessLookupError):
+            os.kill(stuck_pid, 0)  # killed and reaped, not left stopped
+        async with asyncio.timeout(HANG_GUARD):
+            while not writer.running:  # noqa: ASYNC110 (the writer has no event to wait on)
+                await asyncio.sleep(0.05)
+        assert writer.pid != stuck_pid
+        metrics = (await h.client.get("/metrics")).text
+        assert "receiver_writer_stalls_total 1.0" in metrics and "receiver_writer_restarts_total 1.0" in metrics
+        # Alertmanager's retries land on the new child, each stored once.
+        retried = await asyncio.gather(*(h.post_webhook(p) for p in payloads))
+        assert [a.json()["events"] for a in retried] == [{"firing": 1}] * 3
+        assert await h.scalar("SELECT count(*) FROM alerts") == 3
+
+
+async def test_a_child_with_nothing_to_answer_is_not_killed_however_long_it_is_quiet(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
+    async with start_app(make_settings(writer_process=True, writer_stall_timeout="0.2s")) as h:
+        writer = h.state.writer
+        pid = writer.pid
+        assert (await h.post_webhook(load_payload("service-down-firing"))).status_code == 200
+        os.kill(pid, signal.SIGSTOP)
+        await asyncio.sleep(1.0)  # five stall timeouts with no receipt waiting
+        os.kill(pid, signal.SIGCONT)
+        assert (await h.post_webhook(load_payload("service-down-resolved"))).json()["events"] == {"resolved": 1}
+        assert writer.pid == pid and writer.stalls == 0 and writer.restarts == 0
+
+
 async def test_the_child_exits_with_the_app(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
     async with start_app(make_settings(writer_process=True)) as h:
         pid = h.state.writer.pid

@@ -76,7 +76,8 @@ def build_state(settings: Settings) -> ReceiverState:
     writer: BatchWriter | ProcessWriter
     if settings.writer_process:
         writer = ProcessWriter(
-            WriterConfig(url, settings.sqlite_synchronous, policy, settings.log_level, settings.log_format)
+            WriterConfig(url, settings.sqlite_synchronous, policy, settings.log_level, settings.log_format),
+            stall_timeout=settings.writer_stall_timeout.total_seconds(),
         )
     else:
         writer, _ = local_writer(url, policy, settings.sqlite_synchronous, engine=engine)
