@@ -165,12 +165,15 @@ def receiver_server(
     dispatch: bool = False,
     config: Path | None = None,
     instrumented: bool = False,
+    no_storage: bool = False,
     **env: str,
 ) -> AbstractContextManager[Server]:
     """`python -m receiver serve` on a free port, log level WARNING, dispatcher off unless asked.
 
     `instrumented`: bench/diagnose.py's wrapper instead (same server, plus counters at /bench/stats),
-    with the writer as a thread of the server, where the counters can see its transactions."""
+    with the writer as a thread of the server, where the counters can see its transactions.
+    `no_storage`: bench/nostore.py's wrapper instead (same server, writer process and all, but its
+    transactions answer without touching the database)."""
     values = {
         "RECEIVER_DATABASE_URL": database_url,
         "RECEIVER_LOG_LEVEL": "WARNING",
@@ -178,7 +181,9 @@ def receiver_server(
         **({"RECEIVER_WRITER_PROCESS": "false"} if instrumented else {}),
         **env,
     }
-    command = ["-m", "bench.diagnose"] if instrumented else ["-m", "receiver", "serve"]
+    command = ["-m", "receiver", "serve"]
+    if instrumented or no_storage:
+        command = ["-m", "bench.diagnose" if instrumented else "bench.nostore"]
     argv = [*command, *(["--config", str(config)] if config else [])]
     return server_process("receiver", argv, env=clean_env(**values), workdir=workdir)
 

@@ -28,6 +28,7 @@ from bench.common import (
 from bench.settings import BenchConfig
 
 SIZES = (1, 10, 100)
+NO_STORAGE = "no storage"  # the ingest table's row for bench/nostore.py: not a target, a ceiling
 
 
 def loadgen_command(port: int, *, alerts: int, duration: float, warmup: float, extra: Sequence[str] = ()) -> list[str]:
@@ -90,7 +91,8 @@ def _row(target: str, size: int, result: dict[str, Any], server: Server, quiet: 
 
 
 def run_ingest(cfg: BenchConfig) -> list[dict[str, Any]]:
-    """Per payload size: baseline, SQLite, PostgreSQL, one after the other (fresh process and DB each)."""
+    """Per payload size: baseline, the receiver without storage (a ceiling), SQLite, PostgreSQL, one after the
+    other (fresh process and database each)."""
     rows: list[dict[str, Any]] = []
     params = {"duration": cfg.ingest_seconds, "warmup": cfg.ingest_warmup, "max_requests": cfg.ingest_max_requests}
     for size in SIZES:
@@ -99,6 +101,18 @@ def run_ingest(cfg: BenchConfig) -> list[dict[str, Any]]:
             result = loadgen(server, alerts=size, **params)
             rows.append(_row("baseline", size, result, server, quiet))
         cfg.log(rows[-1])
+
+        # The receiver with storage taken out (bench/nostore.py): the ceiling its serving side sets.
+        quiet = wait_quiet(cfg.quiet_threshold, cfg.quiet_wait)
+        ceiling_db = cfg.workdir / f"nostore-{size}-{uuid.uuid4().hex[:6]}.db"  # migrated at start, then unused
+        with receiver_server(cfg.workdir, f"sqlite+aiosqlite:///{ceiling_db}", no_storage=True) as server:
+            result = loadgen(server, alerts=size, **params)
+            rows.append(_row(NO_STORAGE, size, result, server, quiet))
+        if _sqlite_count(ceiling_db, "receipts"):  # the ceiling is only one if nothing was stored
+            raise RuntimeError("bench/nostore.py stored receipts: its writer replacement is not in effect")
+        cfg.log(rows[-1])
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{ceiling_db}{suffix}").unlink(missing_ok=True)
 
         db_path = cfg.workdir / f"ingest-{size}-{uuid.uuid4().hex[:6]}.db"
         quiet = wait_quiet(cfg.quiet_threshold, cfg.quiet_wait)

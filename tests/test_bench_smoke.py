@@ -49,6 +49,10 @@ def test_quick_benchmark_prints_the_full_report(tmp_path: Path) -> None:
     for target in ("baseline", "sqlite", "postgresql"):
         for size in (1, 10, 100):
             assert re.search(rf"^\| {target} +\| {size} +\| ", out, re.M), f"no ingest row {target}/{size}:\n{out}"
+    for size in (1, 10, 100):  # the receiver with storage taken out: a ratio, nothing failed
+        row = re.search(rf"^\| no storage +\| {size} +\|(.*)$", out, re.M)
+        assert row and re.search(r"\|\s*\d+%\s*\|", row.group(1)), f"no ceiling row at {size}:\n{out}"
+        assert row.group(1).split("|")[-3].strip() == "0", "requests to the storage-free receiver failed"
     for size in (1, 10, 100):
         row = re.search(rf"^\| sqlite +\| {size} +\|(.*)$", out, re.M)
         assert row and "skipped" not in row.group(1)
