@@ -63,17 +63,7 @@ def insert_new(conn: Connection, rows: list[dict[str, Any]]) -> dict[Key, int]:
 
     `rows` hold the alerts columns with the JSON ones already as text (IncomingAlert.json_text).
     """
-    codec = Codec(conn)
-    converted: dict[datetime, Any] = {}  # most times of a batch are its `now`: convert each once
-
-    def to_db(moment: datetime | None) -> Any:
-        if moment is None:
-            return None
-        value = converted.get(moment)
-        if value is None:
-            value = converted[moment] = codec.time(moment)
-        return value
-
+    to_db = Codec(conn).time
     values = [tuple([to_db(row[name]) if is_time else row[name] for name, is_time in _COLUMN_KINDS]) for row in rows]
     # The database hands starts_at back in its own form; map it back to the key we were given.
     keys = {(row["fingerprint"], to_db(row["starts_at"])): (row["fingerprint"], row["starts_at"]) for row in rows}

@@ -36,10 +36,11 @@ class Codec:
         """UTCDateTime: naive UTC; on SQLite as the text SQLAlchemy's DateTime writes (sortable)."""
         if moment is None:
             return None
-        if moment.tzinfo is not None and moment.tzinfo is not UTC:
-            moment = moment.astimezone(UTC)
-        moment = moment.replace(tzinfo=None)
-        return moment if self.postgres else moment.isoformat(" ", "microseconds")
+        if self.postgres:
+            if moment.tzinfo is not None and moment.tzinfo is not UTC:
+                moment = moment.astimezone(UTC)
+            return moment.replace(tzinfo=None)
+        return _sqlite_time(moment)
 
     @staticmethod
     def read_time(stored: Any) -> datetime:
@@ -51,6 +52,16 @@ class Codec:
     def json(value: Any) -> str | None:
         """JSON columns hold text on both databases; None is SQL NULL."""
         return None if value is None else to_json(value).decode()
+
+
+@lru_cache(maxsize=8192)
+def _sqlite_time(moment: datetime) -> str:
+    """`YYYY-MM-DD HH:MM:SS.ffffff` of the UTC time. Cached: a batch converts each alert's startsAt
+    twice (looking it up, inserting it) and its own `now` for every row, and the conversion costs
+    more than a cache hit (about 2.7 against 0.4 µs on the bench machine)."""
+    if moment.tzinfo is not UTC:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
 
 
 def insert_many(conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
