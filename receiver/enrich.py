@@ -10,7 +10,7 @@ import json
 import re
 import string
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -65,9 +65,17 @@ def _ms(moment: datetime) -> int:
 
 def time_range(alert: WebhookAlert, grafana: GrafanaSettings) -> tuple[str, str]:
     """(from, to) in epoch ms around the alert; a firing alert's range ends at 'now'."""
-    start = str(_ms(alert.starts_at - grafana.time_padding))
-    end = str(_ms(alert.ends_at + grafana.time_padding)) if alert.ends_at else "now"
+    start = str(_ms(_shifted(alert.starts_at, -grafana.time_padding)))
+    end = str(_ms(_shifted(alert.ends_at, grafana.time_padding))) if alert.ends_at else "now"
     return start, end
+
+
+def _shifted(moment: datetime, delta: timedelta) -> datetime:
+    """moment + delta, held at the first or last representable time (an alert dated year 1 or 9999)."""
+    try:
+        return moment + delta
+    except OverflowError:
+        return (datetime.min if delta < timedelta(0) else datetime.max).replace(tzinfo=moment.tzinfo)
 
 
 def dashboard_link(alert: WebhookAlert, dashboard: DashboardRef, grafana: GrafanaSettings, model_label: str) -> str:

@@ -11,6 +11,8 @@ T = TypeVar("T")
 
 # Firing alerts carry Go's zero time as endsAt; it means "no end yet".
 _GO_ZERO_YEAR = 1
+FINGERPRINT_LENGTH = 16  # Alertmanager's fingerprints: 16 hex digits
+MAX_INT32 = 2**31 - 1
 
 
 def alert_fingerprint(labels: dict[str, str]) -> str:
@@ -25,7 +27,10 @@ def alert_fingerprint(labels: dict[str, str]) -> str:
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError("time is out of range once converted to UTC (years 1 to 9999)") from None
 
 
 class WebhookAlert(BaseModel):
@@ -62,8 +67,10 @@ class WebhookAlert(BaseModel):
 
     @model_validator(mode="after")
     def _fill_fingerprint(self) -> WebhookAlert:
-        # Senders other than Alertmanager may omit it; compute it the way Alertmanager does.
-        if not self.fingerprint:
+        # Senders other than Alertmanager may omit it, or send something longer than Alertmanager's
+        # 16 hex digits (which is all the column holds): compute it the way Alertmanager does. The
+        # same labels always give the same fingerprint, so dedup works the same for such senders.
+        if not self.fingerprint or len(self.fingerprint) > FINGERPRINT_LENGTH:
             self.fingerprint = alert_fingerprint(self.labels)
         return self
 
@@ -87,7 +94,7 @@ class WebhookPayload(BaseModel):
     common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
     external_url: str = Field(default="", alias="externalURL")
     group_key: str = Field(alias="groupKey")
-    truncated_alerts: int = Field(default=0, alias="truncatedAlerts", ge=0)
+    truncated_alerts: int = Field(default=0, alias="truncatedAlerts", ge=0, le=MAX_INT32)
     notification_reason: str | None = None
     route_labels: dict[str, str] | None = Field(default=None, alias="routeLabels")
 

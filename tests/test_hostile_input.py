@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,58 @@ async def test_nul_characters_are_stored_as_replacement_characters(harness) -> N
     assert item["annotations"]["summary"] == "line\ufffdend"
     assert item["group_key"] == '{}:{model="fraud\ufffddetector"}'
     assert item["fingerprint"] == alert_fingerprint(alert["labels"])  # taken from the labels as sent
+
+
+async def test_labels_too_long_for_an_index_entry_are_stored_but_not_indexed(harness) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL refuses index entries over 2,704 bytes; such an alert must still be stored (not 503 forever)."""
+    long_ascii, long_wide = "x" * 4000, "\u6f22" * 1000  # the second is 1,000 characters but 3,000 bytes
+    payload = make_payload([make_alert(model="m", trace=long_ascii, note=long_wide, short="kept")])
+    r = await harness.post_webhook(payload)
+    assert r.status_code == 200, r.text
+    [item] = (await harness.client.get("/api/v1/alerts", params={"matcher": 'short="kept"'})).json()["items"]
+    assert (item["labels"]["trace"], item["labels"]["note"]) == (long_ascii, long_wide)
+    indexed = await harness.scalar(f"SELECT count(*) FROM alert_labels WHERE alert_id = {item['id']}")
+    assert indexed == len(item["labels"]) - 2
+
+
+async def test_a_fingerprint_longer_than_alertmanagers_is_computed_from_the_labels(harness) -> None:  # type: ignore[no-untyped-def]
+    alert = dict(make_alert(model="m"), fingerprint="f" * 40)
+    first = await harness.post_webhook(make_payload([alert]))
+    again = await harness.post_webhook(make_payload([alert], group_key="another group"))
+    assert first.status_code == again.status_code == 200, first.text
+    assert (first.json()["events"], again.json()["events"]) == ({"firing": 1}, {})  # the same occurrence
+    [item] = (await harness.client.get("/api/v1/alerts")).json()["items"]
+    assert item["fingerprint"] == alert_fingerprint(alert["labels"])
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"startsAt": "0001-01-01T00:00:00+01:00"}, "startsAt"),  # before year 1 in UTC
+        ({"startsAt": "9999-12-31T23:30:00-01:00"}, "startsAt"),  # after year 9999 in UTC
+        ({"endsAt": "9999-12-31T23:30:00-01:00", "status": "resolved"}, "endsAt"),
+    ],
+)
+async def test_times_out_of_range_in_utc_are_a_422_naming_the_field(harness, change: dict, field: str) -> None:  # type: ignore[no-untyped-def,type-arg]
+    r = await harness.post_webhook(make_payload([{**make_alert(model="m"), **change}]))
+    assert r.status_code == 422, r.text
+    assert field in json.dumps(r.json()["error"])
+    assert await harness.scalar("SELECT count(*) FROM receipts") == 0
+
+
+@pytest.mark.parametrize("count", [2**31, 2**70])
+async def test_truncated_alerts_beyond_a_32_bit_count_are_a_422(harness, count: int) -> None:  # type: ignore[no-untyped-def]
+    r = await harness.post_webhook(make_payload([make_alert(model="m")], truncatedAlerts=count))
+    assert r.status_code == 422, r.text
+    assert "truncatedAlerts" in json.dumps(r.json()["error"])
+
+
+async def test_grafana_links_of_an_alert_at_the_end_of_time_are_clamped(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
+    end_of_time = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    alert = make_alert(model="m", status="resolved", starts_at=end_of_time - timedelta(hours=1), ends_at=end_of_time)
+    settings = make_settings(grafana={"url": "https://grafana.example", "default_dashboard": {"uid": "models"}})
+    async with start_app(settings) as h:
+        r = await h.post_webhook(make_payload([alert]))
+        assert r.status_code == 200, r.text
+        [item] = (await h.client.get("/api/v1/alerts")).json()["items"]
+    assert f"to={int(datetime.max.replace(tzinfo=UTC).timestamp() * 1000)}" in item["links"]["dashboard"]

@@ -147,6 +147,17 @@ class ConcurrentInsert(Exception):
     """Another writer stored an occurrence between our read and our insert; retry the receipts alone."""
 
 
+# PostgreSQL refuses a B-tree entry over 2,704 bytes: one label row that long would fail its
+# alert's webhook on every retry. Such labels stay in the alert's labels (shown, sent) but get no
+# row in the label index, on both databases so that both answer matchers alike (as absent).
+_INDEXED_LABEL_BYTES = 2000
+_INDEXED_LABEL_CHARS = _INDEXED_LABEL_BYTES // 4  # at most 4 bytes per character: no need to encode
+
+
+def _indexable(name: str, value: str) -> bool:
+    return len(name.encode()) + len(value.encode()) <= _INDEXED_LABEL_BYTES
+
+
 _KIND_TEXT = {kind: kind.value for kind in EventKind}  # Enum's .value is a descriptor call per use
 
 
@@ -339,7 +350,10 @@ def _write_rows(
     # one leaf per label name in turn: a third less time in that insert on SQLite. (Rows are built
     # in that column order so that the tuples sort as they are, without a key function.)
     labels = [
-        (name, value, alert_id) for key, alert_id in inserted.items() for name, value in plan.new_labels[key].items()
+        (name, value, alert_id)
+        for key, alert_id in inserted.items()
+        for name, value in plan.new_labels[key].items()
+        if len(name) + len(value) <= _INDEXED_LABEL_CHARS or _indexable(name, value)
     ]
     labels.sort()
     links = [(receipt_ids[i], ids[key]) for i, keys in enumerate(keyed) for key in keys if key in ids]
