@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -154,9 +156,14 @@ async def test_nul_characters_are_stored_as_replacement_characters(harness) -> N
     assert item["fingerprint"] == alert_fingerprint(alert["labels"])  # taken from the labels as sent
 
 
+def _incompressible(size: int) -> str:
+    """Text PostgreSQL cannot compress below its index entry limit ("x" * 4000 compresses to a few bytes)."""
+    return base64.b64encode(random.Random(size).randbytes(size))[:size].decode()
+
+
 async def test_labels_too_long_for_an_index_entry_are_stored_but_not_indexed(harness) -> None:  # type: ignore[no-untyped-def]
     """PostgreSQL refuses index entries over 2,704 bytes; such an alert must still be stored (not 503 forever)."""
-    long_ascii, long_wide = "x" * 4000, "\u6f22" * 1000  # the second is 1,000 characters but 3,000 bytes
+    long_ascii, long_wide = _incompressible(4000), "".join(chr(0x4E00 + i) for i in range(1000))  # 3,000 bytes
     payload = make_payload([make_alert(model="m", trace=long_ascii, note=long_wide, short="kept")])
     r = await harness.post_webhook(payload)
     assert r.status_code == 200, r.text
@@ -207,3 +214,19 @@ async def test_grafana_links_of_an_alert_at_the_end_of_time_are_clamped(make_set
         assert r.status_code == 200, r.text
         [item] = (await h.client.get("/api/v1/alerts")).json()["items"]
     assert f"to={int(datetime.max.replace(tzinfo=UTC).timestamp() * 1000)}" in item["links"]["dashboard"]
+
+
+async def test_a_group_key_too_long_for_an_index_entry_still_queues_its_notifications(make_settings, start_app) -> None:  # type: ignore[no-untyped-def]
+    long_key = '{}:{trace="' + _incompressible(4000) + '"}'
+    other_key = long_key[:-2] + 'y"}'  # the same start: must stay a different group
+    route = [{"matchers": [], "email": ["oncall@example.com"]}]
+    async with start_app(make_settings(routes=route)) as h:
+        answers = [
+            await h.post_webhook(make_payload([make_alert(model="m", instance=str(i))], group_key=key))
+            for i, key in enumerate((long_key, other_key))
+        ]
+        assert [a.status_code for a in answers] == [200, 200], answers[0].text
+        assert [a.json()["notifications"] for a in answers] == [1, 1]
+        assert await h.scalar("SELECT count(DISTINCT group_key) FROM notifications") == 2
+        [item] = (await h.client.get("/api/v1/alerts", params={"matcher": 'instance="0"'})).json()["items"]
+        assert item["group_key"] == long_key  # the alert keeps the whole key

@@ -12,6 +12,7 @@ which gives the same result as one transaction per receipt.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -156,6 +157,17 @@ _INDEXED_LABEL_CHARS = _INDEXED_LABEL_BYTES // 4  # at most 4 bytes per characte
 
 def _indexable(name: str, value: str) -> bool:
     return len(name.encode()) + len(value.encode()) <= _INDEXED_LABEL_BYTES
+
+
+def _fit_index(text: str) -> str:
+    """`text`, or when it is too long for an index entry, its start and a digest of the whole.
+
+    notifications.group_key is indexed (threading, and one message per receipt and recipient); the
+    digest keeps two long keys apart and the same key equal, which is all those lookups need.
+    """
+    if len(text) <= _INDEXED_LABEL_CHARS or len(text.encode()) <= _INDEXED_LABEL_BYTES:
+        return text
+    return f"{text[: _INDEXED_LABEL_CHARS - 40]}…{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
 _KIND_TEXT = {kind: kind.value for kind in EventKind}  # Enum's .value is a descriptor call per use
@@ -392,7 +404,7 @@ def _queue_notifications(
             channel,
             recipient,
             _message_kind(c.kind for c in covered[(index, channel, recipient)]),
-            batch[index].group_key,
+            _fit_index(batch[index].group_key),
             receipt_ids[index],
             "pending",
             0,
