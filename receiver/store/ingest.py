@@ -155,8 +155,12 @@ _INDEXED_LABEL_BYTES = 2000
 _INDEXED_LABEL_CHARS = _INDEXED_LABEL_BYTES // 4  # at most 4 bytes per character: no need to encode
 
 
-def _indexable(name: str, value: str) -> bool:
-    return len(name.encode()) + len(value.encode()) <= _INDEXED_LABEL_BYTES
+def _indexed_labels(item: IncomingAlert) -> Iterable[tuple[str, str]]:
+    """The alert's labels that fit the label index (all of them unless its labels' JSON is long)."""
+    labels = item.labels.items()
+    if len(item.json_text["labels"] or "") <= _INDEXED_LABEL_CHARS:  # no label can be too long
+        return labels
+    return [(n, v) for n, v in labels if len(n.encode()) + len(v.encode()) <= _INDEXED_LABEL_BYTES]
 
 
 def _fit_index(text: str) -> str:
@@ -188,7 +192,7 @@ class _Plan:
     """What a batch writes, decided in memory before the statements run."""
 
     new_rows: dict[Key, dict[str, Any]] = field(default_factory=dict)  # alerts columns, JSON as text
-    new_labels: dict[Key, dict[str, str]] = field(default_factory=dict)
+    new_labels: dict[Key, Iterable[tuple[str, str]]] = field(default_factory=dict)  # the label index's rows
     changes: list[_Change] = field(default_factory=list)
     resolve_details: dict[Key, dict[str, Any]] = field(default_factory=dict)  # existing alerts resolving
     repeats: set[Key] = field(default_factory=set)  # existing alerts with a reminder
@@ -317,10 +321,10 @@ def _plan(
             decision = decide_alert_event(states.get(key), item.status, now=now, window=window)
             if key not in states:
                 plan.new_rows[key] = _alert_row(receipt, item, now)
-                plan.new_labels[key] = item.labels
+                plan.new_labels[key] = _indexed_labels(item)
             elif decision.event is EventKind.RESOLVED and key in plan.new_rows:
                 plan.new_rows[key].update(_alert_row(receipt, item, now), first_seen_at=now)
-                plan.new_labels[key] = item.labels
+                plan.new_labels[key] = _indexed_labels(item)
             elif decision.event is EventKind.RESOLVED:
                 plan.resolve_details[key] = {"b_ends": item.ends_at, "b_ann": item.annotations, "b_links": item.links}
             elif decision.event is EventKind.REPEAT and key not in plan.new_rows:
@@ -361,12 +365,7 @@ def _write_rows(
     # In (name, value) order, consecutive rows land on the same leaf of the label index instead of
     # one leaf per label name in turn: a third less time in that insert on SQLite. (Rows are built
     # in that column order so that the tuples sort as they are, without a key function.)
-    labels = [
-        (name, value, alert_id)
-        for key, alert_id in inserted.items()
-        for name, value in plan.new_labels[key].items()
-        if len(name) + len(value) <= _INDEXED_LABEL_CHARS or _indexable(name, value)
-    ]
+    labels = [(name, value, alert_id) for key, alert_id in inserted.items() for name, value in plan.new_labels[key]]
     labels.sort()
     links = [(receipt_ids[i], ids[key]) for i, keys in enumerate(keyed) for key in keys if key in ids]
     event_rows = [(ids[c.key], receipt_ids[c.receipt], _KIND_TEXT[c.kind], c.reason, when) for c in changes]
