@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from pydantic_core import to_json
@@ -55,7 +56,8 @@ def load_states(conn: Connection, keys: Iterable[Key]) -> dict[Key, tuple[int, A
 
 _ALERT_COLUMNS = tuple(c.name for c in alerts.c if c.name != "id")
 _ALERT_TIMES = frozenset({"starts_at", "ends_at", "first_seen_at", "last_seen_at", "last_event_at", "resolved_at"})
-_COLUMN_KINDS = tuple((name, name in _ALERT_TIMES) for name in _ALERT_COLUMNS)  # (column, is a time)
+_ALERT_VALUES = itemgetter(*_ALERT_COLUMNS)  # a row's values in column order, taken in C
+_TIME_POSITIONS = tuple(i for i, name in enumerate(_ALERT_COLUMNS) if name in _ALERT_TIMES)
 
 
 def insert_new(conn: Connection, rows: list[dict[str, Any]]) -> dict[Key, int]:
@@ -64,7 +66,12 @@ def insert_new(conn: Connection, rows: list[dict[str, Any]]) -> dict[Key, int]:
     `rows` hold the alerts columns with the JSON ones already as text (IncomingAlert.json_text).
     """
     to_db = Codec(conn).time
-    values = [tuple([to_db(row[name]) if is_time else row[name] for name, is_time in _COLUMN_KINDS]) for row in rows]
+    values = []
+    for row in rows:
+        value = list(_ALERT_VALUES(row))
+        for i in _TIME_POSITIONS:
+            value[i] = to_db(value[i])
+        values.append(tuple(value))
     # The database hands starts_at back in its own form; map it back to the key we were given.
     keys = {(row["fingerprint"], to_db(row["starts_at"])): (row["fingerprint"], row["starts_at"]) for row in rows}
     returned = insert_returning(

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from pydantic_core import to_json
@@ -111,7 +112,7 @@ def sqlite_chunks(head: str, width: int, rows: list[tuple[Any, ...]]) -> Iterato
     while start < len(rows):
         size = min(_MAX_CHUNK_ROWS, 1 << ((len(rows) - start).bit_length() - 1))
         chunk = rows[start : start + size]
-        yield f"{head}{_values_clause(width, size)}", tuple([value for row in chunk for value in row])
+        yield f"{head}{_values_clause(width, size)}", tuple(chain.from_iterable(chunk))
         start += size
 
 
