@@ -142,6 +142,7 @@ async def test_filters(harness) -> None:  # type: ignore[no-untyped-def]
         ({"status": "pending"}, "status 'pending' is not one of"),
         ({"limit": "0"}, "limit '0' must be"),
         ({"since": "yesterday"}, "since 'yesterday' is not an RFC 3339 time"),
+        ({"until": "9999-12-31T23:59:59-01:00"}, "until 9999-12-31T23:59:59-01:00 is before year 1 or after year 9999"),
     ],
 )
 async def test_bad_filters_are_a_400_page_with_the_message(harness, params, message) -> None:  # type: ignore[no-untyped-def]

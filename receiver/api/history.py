@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -50,6 +50,18 @@ def decode_cursor(kind: str, cursor: str | None) -> int | None:
         raise InvalidQuery(f"cursor {cursor!r} is not a cursor from this endpoint") from None
 
 
+def in_utc(name: str, value: datetime | None) -> datetime | None:
+    """The query time `name` in UTC, as times are stored; InvalidQuery when that is past year 1…9999."""
+    if value is None or value.tzinfo is None:
+        return value  # a time without offset is taken as UTC already
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        msg = f"{value.isoformat()} is before year 1 or after year 9999 in UTC"
+        detail = {"loc": f"query.{name}", "msg": msg, "type": "value_error"}
+        raise InvalidQuery(f"{name} {msg}", [detail]) from None
+
+
 def alert_out(row: dict[str, Any], cls: type[AlertOut] = AlertOut, **extra: Any) -> AlertOut:
     # The `model` column holds the model label (for filtering); the API's `model` is the catalog entry.
     fields = {k: v for k, v in row.items() if k in cls.model_fields and k != "model" and k not in extra}
@@ -79,7 +91,8 @@ async def list_alerts(
     cursor: str | None = None,
 ) -> Page[AlertOut]:
     try:
-        matchers = [parse_matcher(m) for m in matcher]
+        # NUL replaced before parsing: a regex that no longer compiles then is a 400, not a 500.
+        matchers = [parse_matcher(history.without_nul(m)) for m in matcher]
     except ValueError as exc:
         raise InvalidQuery(str(exc)) from None
     filters = history.AlertFilter(
@@ -89,8 +102,8 @@ async def list_alerts(
         model=model,
         team=team,
         receiver=receiver,
-        since=since,
-        until=until,
+        since=in_utc("since", since),
+        until=in_utc("until", until),
         matchers=matchers,
         model_label=request.app.state.receiver.settings.model_label,
     )

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from receiver.api.errors import InvalidQuery, Unauthorized
-from receiver.api.history import api_auth, decode_cursor, encode_cursor
+from receiver.api.history import api_auth, decode_cursor, encode_cursor, in_utc
 from receiver.enrich import is_http_url
 from receiver.matchers import Matcher, parse_matcher
 from receiver.render import LINK_TITLES, template_env
@@ -136,7 +136,7 @@ def _parse_time(name: str, value: str | None) -> datetime | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidQuery(f"{name} {value!r} is not an RFC 3339 time such as 2026-11-29T16:00:00Z") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else in_utc(name, moment)
 
 
 @router.get("/", response_class=HTMLResponse, summary="Alert history page")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ARRAY, ColumnElement, Table, Text, and_, any_, bindparam, exists, func, not_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from receiver.matchers import Matcher, literal_prefix
+from receiver.matchers import Matcher, literal_prefix, parse_matcher
 from receiver.store.tables import (
     alert_labels,
     alerts,
@@ -45,12 +45,25 @@ class AlertFilter:
         found = [m for m in self.matchers if m.op == "=" and m.value]
         return found + [Matcher(name, "=", value) for name, value in twins if value]
 
+    def without_nul(self) -> AlertFilter:
+        """This filter with NUL in its values replaced by U+FFFD, as the webhook stored them."""
+        texts = {name: without_nul(value) for name in _COLUMN_FILTERS if (value := getattr(self, name)) is not None}
+        matchers = [parse_matcher(without_nul(str(m))) if "\x00" in m.value else m for m in self.matchers]
+        return replace(self, **texts, matchers=matchers)
+
+
+def without_nul(value: str) -> str:
+    """PostgreSQL rejects NUL in text, and the webhook stored it as U+FFFD: a filter looks for that."""
+    return value.replace("\x00", "\ufffd")
+
 
 _COLUMN_FILTERS = ("status", "alertname", "severity", "model", "team", "receiver")
 
 
-def _label_has(name: str, values: Sequence[str] | None = None, *, as_array: bool = False) -> ColumnElement[bool]:
-    """EXISTS a label row `name` (with one of `values`) for the alert at hand.
+def _label_has(
+    name: str, values: Sequence[str] | None = None, *, as_array: bool = False, non_empty: bool = False
+) -> ColumnElement[bool]:
+    """EXISTS a label row `name` (with one of `values`; with `non_empty`, any value but "") for the alert.
 
     `as_array` (PostgreSQL): the values travel as one array parameter, so a regex that matched a
     thousand values is still one statement text that asyncpg has prepared before, not a new one.
@@ -62,18 +75,21 @@ def _label_has(name: str, values: Sequence[str] | None = None, *, as_array: bool
         )
     elif values is not None:
         condition = and_(condition, alert_labels.c.value.in_(values))
+    if non_empty:
+        condition = and_(condition, alert_labels.c.value != "")
     return exists().where(condition)
 
 
 async def _matcher_condition(conn: AsyncConnection, m: Matcher) -> ColumnElement[bool]:
-    """SQL for one matcher. A missing label counts as "" (Alertmanager's rule)."""
+    """SQL for one matcher. A missing label counts as "" (Alertmanager's rule), and a label whose
+    value is "" counts as missing: the history answers as routing (Matcher.matches) would."""
     empty_matches = m.matches_value("")
     if m.op == "=" and m.value:
         return _label_has(m.name, [m.value])
     if m.op == "!=" and m.value:
         return not_(_label_has(m.name, [m.value]))
-    if m.op in ("=", "!="):  # `x=""`: label absent; `x!=""`: label present
-        return not_(_label_has(m.name)) if m.op == "=" else _label_has(m.name)
+    if m.op in ("=", "!="):  # `x=""`: no non-empty x; `x!=""`: a non-empty x
+        return not_(_label_has(m.name, non_empty=True)) if m.op == "=" else _label_has(m.name, non_empty=True)
     # Regexes: evaluate them in Python over the label's distinct values, so SQLite and PostgreSQL
     # agree on regex semantics, then look up by value.
     prefix = literal_prefix(m.value)
@@ -150,8 +166,11 @@ async def distinct_label_values(
 def _prefix_end(prefix: str) -> str | None:
     """The smallest string above every string that starts with `prefix` (None: no such bound)."""
     if not prefix or prefix[-1] == "\U0010ffff":
-        return None
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return None  # no code point follows U+10FFFF: the range stays open above
+    following = ord(prefix[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:
+        following = 0xE000  # surrogates are no characters: no text holds one, and none can be encoded
+    return prefix[:-1] + chr(following)
 
 
 async def _conditions(conn: AsyncConnection, f: AlertFilter) -> list[ColumnElement[bool]]:
@@ -173,6 +192,7 @@ async def list_alerts(
     conn: AsyncConnection, f: AlertFilter, *, limit: int, before_id: int | None = None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """A page of alerts, newest first; returns (rows, id to continue before, or None at the end)."""
+    f = f.without_nul()
     conds = await _conditions(conn, f)
     if before_id is not None:
         conds.append(alerts.c.id < before_id)
@@ -312,7 +332,7 @@ async def list_receipts(
     if duplicate is not None:
         conds.append(receipts.c.duplicate == duplicate)
     if group_key is not None:
-        conds.append(receipts.c.group_key == group_key)
+        conds.append(receipts.c.group_key == without_nul(group_key))
     return await newest_first(conn, receipts, conds, limit=limit)
 
 
