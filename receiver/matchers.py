@@ -7,7 +7,9 @@ Semantics follow Alertmanager: regexes are anchored (`^(?:re)$`), and a missing 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+import signal
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 _MATCHER = re.compile(
@@ -96,6 +98,38 @@ def literal_prefix(pattern: str) -> str:
     if i < len(pattern) and pattern[i] in _QUANTIFIERS and found:
         found.pop()
     return "".join(found)
+
+
+class RegexTooSlow(ValueError):
+    """A regex matcher ran past its time budget (nested repetition such as `(a+)+` backtracks exponentially)."""
+
+
+REGEX_BUDGET_SECONDS = 0.5
+
+
+def values_matching(m: Matcher, values: Sequence[str], *, budget: float = REGEX_BUDGET_SECONDS) -> list[str]:
+    """The values that `m`'s regex fully matches; RegexTooSlow once that takes longer than `budget` seconds.
+
+    Python's regex engine backtracks: one crafted pattern over one long value can take hours, and it
+    runs on the event loop, where it would stop every webhook. Alertmanager's RE2 cannot backtrack;
+    here a timer interrupts the match instead (the engine checks for signals while it runs). Timers
+    are only available in the main thread; elsewhere the values are matched without a budget.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return [v for v in values if m.regex_matches(v)]
+
+    def expire(_signum: int, _frame: object) -> None:
+        raise RegexTooSlow(f"the regex of {m} took longer than {budget:g} s; simplify it (no nested repetition)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, budget)
+        try:
+            return [v for v in values if m.regex_matches(v)]
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
 
 
 def parse_matchers(texts: Iterable[str]) -> list[Matcher]:

@@ -114,3 +114,14 @@ async def test_empty_label_values_are_absent_labels_as_in_alertmanager(harness, 
     assert await _cases(harness, matcher=matcher) == expected
     # With a label-index driven equality matcher alongside: the same answer.
     assert await _cases(harness, matcher=[matcher, 'severity="warning"']) == expected
+
+
+async def test_a_backtracking_regex_is_cut_off_with_a_400_and_the_server_answers_on(harness) -> None:  # type: ignore[no-untyped-def]
+    """`(a+)+` against 40 a's and a `!` would backtrack for days; the budget stops it (matchers.values_matching)."""
+    await _post(harness, [make_alert(case="long", v="a" * 40 + "!")])
+    r = await harness.client.get("/api/v1/alerts", params={"matcher": 'v=~"(a+)+"'})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_query" and "took longer than" in r.json()["error"]["message"]
+    page = await harness.client.get("/", params={"matcher": 'v=~"(a+)+"'})
+    assert page.status_code == 400 and "took longer than" in page.text
+    assert await _cases(harness, matcher='v=~"a+!"') == ["long"]  # an ordinary regex still answers

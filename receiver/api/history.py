@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from receiver.api.auth import require_token
 from receiver.api.errors import InvalidQuery, NotFound
-from receiver.matchers import parse_matcher
+from receiver.matchers import RegexTooSlow, parse_matcher
 from receiver.schemas import AlertDetail, AlertOut, NotificationOut, Page, ReceiptOut
 from receiver.store import history
 
@@ -107,8 +107,12 @@ async def list_alerts(
         matchers=matchers,
         model_label=request.app.state.receiver.settings.model_label,
     )
+    before = decode_cursor("a", cursor)
     async with request.app.state.receiver.engine.connect() as conn:
-        rows, last = await history.list_alerts(conn, filters, limit=limit, before_id=decode_cursor("a", cursor))
+        try:
+            rows, last = await history.list_alerts(conn, filters, limit=limit, before_id=before)
+        except RegexTooSlow as exc:
+            raise InvalidQuery(str(exc)) from None
     return Page[AlertOut](items=[alert_out(r) for r in rows], next_cursor=encode_cursor("a", last))
 
 

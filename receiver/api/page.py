@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse
 from receiver.api.errors import InvalidQuery, Unauthorized
 from receiver.api.history import api_auth, decode_cursor, encode_cursor, in_utc
 from receiver.enrich import is_http_url
-from receiver.matchers import Matcher, parse_matcher
+from receiver.matchers import Matcher, RegexTooSlow, parse_matcher
 from receiver.render import LINK_TITLES, template_env
 from receiver.store import history
 
@@ -193,7 +193,11 @@ async def alerts_page(request: Request) -> HTMLResponse:
         return _render(request, "alerts.html.j2", exc.status, **ctx)
 
     async with state.engine.connect() as conn:
-        rows, last = await history.list_alerts(conn, filters, limit=limit, before_id=before)
+        try:
+            rows, last = await history.list_alerts(conn, filters, limit=limit, before_id=before)
+        except RegexTooSlow as exc:
+            ctx["error"] = str(exc)
+            return _render(request, "alerts.html.j2", 400, **ctx)
     keep = {**{k: v for k, v in form.items() if k != "matcher"}, "matcher": matcher_texts}
     if limit != PAGE_SIZE:
         keep["limit"] = limit
