@@ -230,3 +230,25 @@ async def test_a_group_key_too_long_for_an_index_entry_still_queues_its_notifica
         assert await h.scalar("SELECT count(DISTINCT group_key) FROM notifications") == 2
         [item] = (await h.client.get("/api/v1/alerts", params={"matcher": 'instance="0"'})).json()["items"]
         assert item["group_key"] == long_key  # the alert keeps the whole key
+
+
+def test_a_client_that_goes_away_mid_body_costs_no_traceback(tmp_path: Path) -> None:
+    """Alertmanager cancelling a slow send mid-body is routine: an INFO line, not an ERROR with a stack."""
+    import socket
+    import time
+
+    import httpx
+
+    log_path = tmp_path / "receiver.log"
+    with running_receiver(env=receiver_env(), cwd=tmp_path, log_path=log_path) as (base, proc):
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            head = "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
+            sock.sendall(head.encode() + b'{"version": "4", "alerts": [')
+        deadline = time.monotonic() + 30
+        while "went away" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the server notices the closed connection on its own schedule
+        assert httpx.get(f"{base}/healthz").status_code == 200 and proc.poll() is None
+    log = log_path.read_text()
+    assert "went away" in log
+    assert "Traceback" not in log and "ERROR" not in log, log[-2000:]

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from receiver.api.auth import require_token
 from receiver.api.errors import (
@@ -102,6 +103,9 @@ async def receive_webhook(request: Request) -> Response:
         outcome = await committed
     except StorageUnavailable as exc:
         raise ServiceUnavailable("the receipt could not be stored; retry later") from exc
+    except ClientDisconnect:  # e.g. Alertmanager gave up on a slow send: nothing was stored, it retries
+        state.log.info("webhook sender went away before its body arrived; nothing stored")
+        return Response(status_code=400)  # nobody reads it; uvicorn needs an answer to close the request
     state.metrics.record_ingest(payload, outcome)
     state.log.info(
         "receipt %s %s: %d alerts, events %s, %d notifications queued",
