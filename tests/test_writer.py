@@ -104,36 +104,3 @@ async def test_a_batch_stops_taking_receipts_once_it_holds_max_batch_alerts(writ
     stamps = await _received_at(engine, [o.receipt_id for o in outcomes])
     batch_sizes = [len(list(group)) for _, group in itertools.groupby(stamps)]
     assert batch_sizes == [2, 2, 1]
-
-
-async def test_the_writer_leaves_no_row_without_its_parent(sqlite_url: str) -> None:
-    """The writer's SQLite connection skips foreign key checks (engine.py); its rows must satisfy them anyway."""
-    import sqlite3
-
-    from sqlalchemy.engine import make_url
-
-    settings = Settings(routes=[{"matchers": [], "email": ["oncall@example.com"]}])
-    preparer = Preparer.from_settings(settings, ModelCatalog([]))
-    firing = make_payload([make_alert(model=f"m{i}") for i in range(5)])
-    resolved = make_payload([make_alert(model=f"m{i}", status="resolved") for i in range(3)])
-    engine = create_engine(sqlite_url)
-    await migrate.upgrade(engine)
-    writer = BatchWriter(engine, ingest_policy(settings), sqlite_engine=create_sqlite_writer_engine(sqlite_url))
-    await writer.start()
-    try:
-        for raw in (firing, firing, resolved, {**firing, "groupKey": "another"}):
-            outcome = await asyncio.wait_for(
-                writer.enqueue(preparer.prepare(WebhookPayload.model_validate(raw))), HANG_GUARD
-            )
-            assert outcome.receipt_id
-    finally:
-        await writer.stop()
-        await writer.aclose()
-        await engine.dispose()
-    with sqlite3.connect(make_url(sqlite_url).database) as db:
-        counts = [
-            db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("alert_labels", "events", "notification_alerts")
-        ]
-        assert all(counts), counts  # every kind of child row was written
-        assert db.execute("PRAGMA foreign_key_check").fetchall() == []

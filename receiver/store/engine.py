@@ -62,11 +62,6 @@ def create_sqlite_writer_engine(url: str, *, sqlite_synchronous: str = "FULL") -
         # file: about a tenth of the write path's time went to writing those files. Bounded by
         # the pages one statement (a chunk of at most 64 rows) changes: a few MiB at most.
         dbapi_connection.execute("PRAGMA temp_store=MEMORY")
-        # The writer inserts child rows (labels, events, links, outbox) only for the receipt and alert
-        # ids its own transaction inserted or read, so SQLite's per-row parent lookups catch nothing
-        # here; they cost about 7 % of the write path. Deletes (retention, on the other engine) still
-        # cascade, PostgreSQL still enforces every key, and tests check that ingest leaves no orphans.
-        dbapi_connection.execute("PRAGMA foreign_keys=OFF")
 
     return engine
 
