@@ -47,6 +47,44 @@ def gives_up(created_at: datetime, retry_at: datetime, policy: DispatchSettings)
     return retry_at - created_at >= policy.give_up_after
 
 
+class SentRecorder:
+    """Marks notifications sent, those of deliveries that finish together in one transaction.
+
+    A delivery waits until its row is committed, as when each had its own transaction; but with
+    `concurrency` sends in flight, one commit per message was most of the dispatcher's database time
+    (1.5 commits and 11 SQLite thread hops per notification). While one batch commits, the next
+    gathers. A failed commit fails every delivery in it: their rows stay claimed and are sent again
+    when the lease runs out, as before.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._waiting: list[tuple[int, dict[str, str], asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def record(self, notification_id: int, provider_ref: dict[str, str]) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((notification_id, provider_ref, done))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush(), name="dispatcher-sent-records")
+        await done
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                async with self.engine.begin() as conn:
+                    await outbox.mark_sent_many(conn, [(nid, ref) for nid, ref, _ in batch], now=datetime.now(UTC))
+            except Exception as exc:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for *_, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+
 class Dispatcher:
     """Runs inside `serve` (or alone with `alert-receiver dispatch`)."""
 
@@ -71,6 +109,7 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._inflight: set[asyncio.Task[None]] = set()
+        self._sent = SentRecorder(engine)
 
     @classmethod
     def from_settings(cls, engine: AsyncEngine, settings: Settings, metrics: Metrics | None = None) -> Dispatcher:
@@ -181,8 +220,7 @@ class Dispatcher:
         self._last_slack_send[row["recipient"]] = time.monotonic()
 
     async def _record_sent(self, row: dict[str, Any], result: SendResult) -> None:
-        async with self.engine.begin() as conn:
-            await outbox.mark_sent(conn, row["id"], provider_ref=result.provider_ref, now=datetime.now(UTC))
+        await self._sent.record(row["id"], result.provider_ref)
         self.metrics.notifications.labels(row["channel"], "sent", "").inc()
         log.info("notification %s sent via %s", row["id"], row["channel"], extra={"notification_id": row["id"]})
 

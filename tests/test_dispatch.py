@@ -182,3 +182,27 @@ def _as_dt(value: Any) -> Any:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def test_concurrent_deliveries_share_commits_and_each_is_recorded_once(
+    make_settings, start_app, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
+    """Sent rows of deliveries that finish together are committed together (SentRecorder): they share sent_at."""
+    recipients = [f"user{i}@example.com" for i in range(24)]
+    route = [{"matchers": [], "email": recipients}]
+    settings = make_settings(
+        smtp={"host": smtp_server.host, "port": smtp_server.port, "sender": "alerts@example.com", "timeout": 5},
+        dispatch={"enabled": False, "concurrency": 8},
+        routes=route,
+    )
+    async with start_app(settings) as h:
+        assert (await h.post_webhook(make_payload([make_alert(model="m")]))).json()["notifications"] == 24
+        dispatcher = dispatcher_for(h)
+        try:
+            assert await dispatcher.run_once() == 24
+        finally:
+            await dispatcher.stop()
+        rows = await notification_rows(h)
+    assert [r["status"] for r in rows] == ["sent"] * 24
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.received) == sorted(recipients)  # each once
+    assert len({r["sent_at"] for r in rows}) < 24  # eight sends in flight: some committed together

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.store.history import newest_first
@@ -108,14 +108,17 @@ async def thread_parent(conn: AsyncConnection, row: dict[str, Any]) -> dict[str,
     return dict(found._mapping) if found else None
 
 
-async def mark_sent(
-    conn: AsyncConnection, notification_id: int, *, provider_ref: dict[str, str], now: datetime
-) -> None:
-    await conn.execute(
+async def mark_sent_many(conn: AsyncConnection, sent: list[tuple[int, dict[str, str]]], *, now: datetime) -> None:
+    """Mark notifications (id, provider_ref) sent at `now`, in one statement (executemany).
+
+    Only rows still pending change: a row another dispatcher already finished stays as it is."""
+    done = {"status": "sent", "sent_at": now, "claimed_until": None, "last_error": None, "reason": None}
+    stmt = (
         update(notifications)
-        .where(notifications.c.id == notification_id, notifications.c.status == "pending")
-        .values(status="sent", sent_at=now, provider_ref=provider_ref, claimed_until=None, last_error=None, reason=None)
+        .where(notifications.c.id == bindparam("b_id"), notifications.c.status == "pending")
+        .values(provider_ref=bindparam("b_ref"), **done)
     )
+    await conn.execute(stmt, [{"b_id": nid, "b_ref": ref} for nid, ref in sent])
 
 
 async def mark_retry(
