@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
@@ -208,6 +209,7 @@ def local_writer(
     engine: AsyncEngine | None = None,
     gather_window: float | None = None,
     sqlite_in_thread: bool = True,
+    statement_timeout: float | None = None,
 ) -> tuple[BatchWriter, AsyncEngine]:
     """A writer in this process for `url`, and the engine it uses.
 
@@ -216,8 +218,13 @@ def local_writer(
     PostgreSQL: POSTGRES_WRITERS writers side by side on `engine`, each taking about
     POSTGRES_BATCH_ALERTS alerts at most, so a burst of large payloads is spread over both instead of
     waiting behind the one that took the whole queue (p99 at 100 alerts/payload: about 300 -> 200 ms).
+    `statement_timeout` (seconds, PostgreSQL, a new engine only): the database cancels a statement
+    that runs longer, so one left behind by a writer process killed for stalling cannot hold locks or
+    a backend on its own (PostgreSQL does not notice a vanished client while the statement waits).
     """
-    engine = engine or create_engine(url, sqlite_synchronous="NORMAL")
+    if engine is None:
+        timeout = {} if statement_timeout is None or is_sqlite(url) else _pg_statement_timeout(statement_timeout)
+        engine = create_engine(url, sqlite_synchronous="NORMAL", **timeout)
     sqlite_engine = create_sqlite_writer_engine(url, sqlite_synchronous=sqlite_synchronous) if is_sqlite(url) else None
     if gather_window is None:
         gather_window = 0.003 if sqlite_engine else 0.0
@@ -231,6 +238,10 @@ def local_writer(
         sqlite_in_thread=sqlite_in_thread,
     )
     return writer, engine
+
+
+def _pg_statement_timeout(seconds: float) -> dict[str, Any]:
+    return {"connect_args": {"server_settings": {"statement_timeout": str(max(1, int(seconds * 1000)))}}}
 
 
 def _settle(job: _Job, *, outcome: IngestOutcome | None = None, error: Exception | None = None) -> None:

@@ -61,6 +61,7 @@ class WriterConfig:
     policy: IngestPolicy
     log_level: str
     log_format: str
+    stall_timeout: float = STALL_TIMEOUT  # also the database's statement_timeout on PostgreSQL
 
 
 # --- the wire: prepared receipts and outcomes as plain tuples -------------------------------------
@@ -309,7 +310,12 @@ async def _serve(sock: socket.socket) -> None:
 
     configure_logging(config.log_level, config.log_format)
     writer, engine = local_writer(
-        config.database_url, config.policy, config.sqlite_synchronous, gather_window=0.0, sqlite_in_thread=False
+        config.database_url,
+        config.policy,
+        config.sqlite_synchronous,
+        gather_window=0.0,
+        sqlite_in_thread=False,
+        statement_timeout=config.stall_timeout,
     )
     await writer.start()
     gc.collect()

@@ -75,10 +75,9 @@ def build_state(settings: Settings) -> ReceiverState:
     policy = ingest_policy(settings)
     writer: BatchWriter | ProcessWriter
     if settings.writer_process:
-        writer = ProcessWriter(
-            WriterConfig(url, settings.sqlite_synchronous, policy, settings.log_level, settings.log_format),
-            stall_timeout=settings.writer_stall_timeout.total_seconds(),
-        )
+        stall = settings.writer_stall_timeout.total_seconds()
+        config = WriterConfig(url, settings.sqlite_synchronous, policy, settings.log_level, settings.log_format, stall)
+        writer = ProcessWriter(config, stall_timeout=stall)
     else:
         writer, _ = local_writer(url, policy, settings.sqlite_synchronous, engine=engine)
     return ReceiverState(
