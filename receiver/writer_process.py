@@ -16,7 +16,7 @@ The parent closing its end is the child's signal to commit what it holds, answer
 ignores SIGINT and SIGTERM so that a Ctrl-C on the terminal cannot cut it off before the parent's
 in-flight requests are answered. When the child dies, the requests it held get 503 (Alertmanager
 retries them) and a new child is started. A child that lives on but stops answering (a hung disk or
-database connection, a stopped process) is killed after `stall_timeout` without a single answer while
+database connection, a stopped process) is killed after `WriterConfig.stall_timeout` without a single answer while
 receipts wait, and handled the same way: otherwise every webhook would wait until Alertmanager gives
 up on it, and the server would never say it cannot store.
 """
@@ -117,9 +117,8 @@ PROTOCOL = "|".join([*IncomingReceipt._fields, *IncomingAlert._fields, *IngestOu
 class ProcessWriter:
     """Same surface as BatchWriter (start, enqueue, incoming, stop, aclose); the commits run in a child."""
 
-    def __init__(self, config: WriterConfig, *, stall_timeout: float = STALL_TIMEOUT) -> None:
+    def __init__(self, config: WriterConfig) -> None:
         self._config = config
-        self._stall_timeout = stall_timeout
         self._quiet_since = 0.0  # loop time of the child's last answer, or of the first receipt after none waited
         self._watchdog: asyncio.Task[None] | None = None
         self._process: asyncio.subprocess.Process | None = None
@@ -221,9 +220,9 @@ class ProcessWriter:
         """
         loop = asyncio.get_running_loop()
         while process.returncode is None:
-            await asyncio.sleep(min(1.0, self._stall_timeout / 4))
+            await asyncio.sleep(min(1.0, self._config.stall_timeout / 4))
             silent = loop.time() - self._quiet_since
-            if self._pending and silent >= self._stall_timeout and process.returncode is None:
+            if self._pending and silent >= self._config.stall_timeout and process.returncode is None:
                 log.error("writer process %s answered nothing for %.0f s while %d receipts waited; killing it",
                           process.pid, silent, len(self._pending))  # fmt: skip
                 self.stalls += 1

@@ -76,8 +76,9 @@ def build_state(settings: Settings) -> ReceiverState:
     writer: BatchWriter | ProcessWriter
     if settings.writer_process:
         stall = settings.writer_stall_timeout.total_seconds()
-        config = WriterConfig(url, settings.sqlite_synchronous, policy, settings.log_level, settings.log_format, stall)
-        writer = ProcessWriter(config, stall_timeout=stall)
+        writer = ProcessWriter(
+            WriterConfig(url, settings.sqlite_synchronous, policy, settings.log_level, settings.log_format, stall)
+        )
     else:
         writer, _ = local_writer(url, policy, settings.sqlite_synchronous, engine=engine)
     return ReceiverState(

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from receiver.api.auth import require_token
 from receiver.api.errors import InvalidQuery, NotFound
-from receiver.matchers import RegexTooSlow, parse_matcher
+from receiver.matchers import RegexTooSlow
 from receiver.schemas import AlertDetail, AlertOut, NotificationOut, Page, ReceiptOut
 from receiver.store import history
 
@@ -91,8 +91,7 @@ async def list_alerts(
     cursor: str | None = None,
 ) -> Page[AlertOut]:
     try:
-        # NUL replaced before parsing: a regex that no longer compiles then is a 400, not a 500.
-        matchers = [parse_matcher(history.without_nul(m)) for m in matcher]
+        matchers = [history.query_matcher(m) for m in matcher]
     except ValueError as exc:
         raise InvalidQuery(str(exc)) from None
     filters = history.AlertFilter(

@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse
 from receiver.api.errors import InvalidQuery, Unauthorized
 from receiver.api.history import api_auth, decode_cursor, encode_cursor, in_utc
 from receiver.enrich import is_http_url
-from receiver.matchers import Matcher, RegexTooSlow, parse_matcher
+from receiver.matchers import Matcher, RegexTooSlow
 from receiver.render import LINK_TITLES, template_env
 from receiver.store import history
 
@@ -165,7 +165,7 @@ async def alerts_page(request: Request) -> HTMLResponse:
         matchers: list[Matcher] = []
         for text in matcher_texts:
             try:
-                matchers += [parse_matcher(m) for m in split_matchers(text)]
+                matchers += [history.query_matcher(m) for m in split_matchers(text)]
             except ValueError as exc:
                 raise InvalidQuery(str(exc)) from None
         raw_limit = _one(request, "limit")

@@ -46,15 +46,22 @@ class AlertFilter:
         return found + [Matcher(name, "=", value) for name, value in twins if value]
 
     def without_nul(self) -> AlertFilter:
-        """This filter with NUL in its values replaced by U+FFFD, as the webhook stored them."""
+        """This filter with NUL in its column values replaced by U+FFFD, as the webhook stored them
+        (matchers come from query_matcher, which replaced it already)."""
         texts = {name: without_nul(value) for name in _COLUMN_FILTERS if (value := getattr(self, name)) is not None}
-        matchers = [parse_matcher(without_nul(str(m))) if "\x00" in m.value else m for m in self.matchers]
-        return replace(self, **texts, matchers=matchers)
+        return replace(self, **texts)
 
 
 def without_nul(value: str) -> str:
     """PostgreSQL rejects NUL in text, and the webhook stored it as U+FFFD: a filter looks for that."""
     return value.replace("\x00", "\ufffd")
+
+
+def query_matcher(text: str) -> Matcher:
+    """A matcher from a history query (API or page); ValueError when invalid.
+
+    NUL is replaced before parsing, so a regex that no longer compiles then is a clear error."""
+    return parse_matcher(without_nul(text))
 
 
 _COLUMN_FILTERS = ("status", "alertname", "severity", "model", "team", "receiver")
