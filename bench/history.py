@@ -107,10 +107,8 @@ def _alert_tuple(d: Dataset, a: dict[str, Any], as_text: bool) -> tuple[Any, ...
     resolved_at = None if a["firing"] else a["ends"] + timedelta(seconds=30)
     last = resolved_at or first_seen
     gen_url = "http://prometheus.monitoring:9090/graph?g0.expr=model_psi+%3E+0.2&g0.tab=1"
-    links = {
-        "source": gen_url,
-        "silence": f"http://alertmanager.monitoring:9093/#/silences/new?filter=%7Balertname%3D%22{a['name']}%22%7D",
-    }
+    # As ingest stores them: the runbook (catalog or annotation); source and silence are built when read.
+    links = {"runbook": f"https://runbooks.example.com/{labels['model']}"}
     annotations = {"summary": f"{a['name']} on {labels['model']}", "description": f"Stored alert {i}."}
     conv = _dt if as_text else (lambda x: x)
     return (
@@ -134,6 +132,7 @@ def _alert_tuple(d: Dataset, a: dict[str, Any], as_text: bool) -> tuple[Any, ...
         conv(resolved_at) if resolved_at else None,
         None,
         json.dumps(links),
+        "http://alertmanager.monitoring:9093",
     )
 
 
@@ -158,6 +157,7 @@ ALERT_COLUMNS = (
     "resolved_at",
     "model_info",
     "links",
+    "alertmanager_url",
 )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from receiver.catalog import ModelCatalog
 from receiver.config import Settings
 from receiver.dedup import EventKind, receipt_digest
-from receiver.enrich import build_links, model_info
+from receiver.enrich import alertmanager_url, model_info, stored_links
 from receiver.routing import CompiledRoute, compile_routes, recipients_for
 from receiver.schemas import WebhookAlert, WebhookPayload
 from receiver.store.ingest import IncomingAlert, IncomingReceipt, IngestOutcome, IngestPolicy
@@ -39,10 +39,11 @@ class Preparer:
 
     def prepare(self, payload: WebhookPayload) -> IncomingReceipt:
         self.catalog.reload_if_changed()
-        alerts = [self._prepare_alert(a, payload.external_url) for a in payload.alerts]
+        am_url = alertmanager_url(payload.external_url)
+        alerts = [self._prepare_alert(a, am_url) for a in payload.alerts]
         return IncomingReceipt.from_payload(payload, receipt_digest(payload), alerts)
 
-    def _prepare_alert(self, alert: WebhookAlert, external_url: str) -> IncomingAlert:
+    def _prepare_alert(self, alert: WebhookAlert, am_url: str | None) -> IncomingAlert:
         s = self.settings
         entry = self.catalog.lookup(alert.labels, reload=False)
         if entry is None and alert.labels.get(s.model_label):
@@ -52,9 +53,8 @@ class Preparer:
             model=alert.labels.get(s.model_label),
             team=(entry.team if entry else None) or alert.labels.get("team"),
             model_info=model_info(entry, alert.labels, s.model_version_label),
-            links=build_links(
-                alert, entry=entry, external_url=external_url, grafana=s.grafana, model_label=s.model_label
-            ),
+            links=stored_links(alert, entry=entry, grafana=s.grafana, model_label=s.model_label),
+            alertmanager_url=am_url,
             recipients=recipients_for(alert.labels, entry, self.routes, s.default_route, s.teams),
         )
 

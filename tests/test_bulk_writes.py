@@ -47,7 +47,8 @@ def alert_values(fingerprint: str, **overrides: Any) -> dict[str, Any]:
         "last_event_at": datetime(2026, 11, 29, 12, 0, 0, 999999, tzinfo=UTC),
         "resolved_at": None,
         "model_info": {"owner": "alice@example.com", "extra": {"nested": [1, 2.5, None, True]}},
-        "links": {"silence": "http://am:9093/#/silences/new?filter=%7Ba%3D%22b%22%7D"},
+        "links": {"runbook": "http://wiki/runbooks/drift?a=%22b%22"},
+        "alertmanager_url": "http://am:9093",
     }
     values.update(overrides)
     return values

@@ -14,8 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select, update
 
 from receiver.config import load_settings
+from receiver.store.tables import alerts as alerts_table
 from tests.conftest import AppHarness
 from tests.support import REPO, load_payload, make_alert, make_payload
 
@@ -115,6 +117,38 @@ async def test_alerts_carry_the_catalog_entry_and_links(h: AppHarness) -> None:
 
     one = await detail(h, amount["id"])
     assert (one["model"], one["links"]) == (amount["model"], amount["links"])
+
+
+async def test_source_and_silence_links_are_built_when_read_and_not_stored(h: AppHarness) -> None:
+    """The links column holds what depends on the catalog and settings; `source` and `silence` are built
+    from the row's own columns on every read, and a row stored before migration 0005 (all five links
+    in the column, no alertmanager_url) is shown with the links it was stored with."""
+    await post(h, load_payload("ha-duplicate-peer-a"))
+    async with h.state.engine.connect() as conn:
+        columns = (alerts_table.c.id, alerts_table.c.links, alerts_table.c.alertmanager_url)
+        stored = (await conn.execute(select(*columns))).all()
+    assert len(stored) == 3
+    assert {(tuple(sorted(links)), am_url) for _, links, am_url in stored} == {
+        (("dashboard", "explore", "runbook"), "http://127.0.0.1:35507")
+    }
+    assert all(list(a["links"]) == ["source", "dashboard", "explore", "silence", "runbook"] for a in await alerts(h))
+
+    older = {"source": "http://prometheus-old:9090/graph", "silence": "http://am-old:9093/#/silences/new?filter=%7B%7D"}
+    async with h.state.engine.begin() as conn:
+        await conn.execute(
+            update(alerts_table).where(alerts_table.c.id == stored[0].id).values(links=older, alertmanager_url=None)
+        )
+    assert (await detail(h, stored[0].id))["links"] == older
+
+
+async def test_the_resolving_payload_sets_the_silence_links_alertmanager(h: AppHarness) -> None:
+    firing = make_alert("ServiceDown", model="churn")
+    await post(h, make_payload([firing], externalURL="http://am-a.example:9093"))
+    resolved = make_alert("ServiceDown", status="resolved", model="churn")
+    await post(h, make_payload([resolved], externalURL="http://am-b.example:9093/"))
+    (item,) = await alerts(h)
+    assert item["status"] == "resolved"
+    assert item["links"]["silence"].startswith("http://am-b.example:9093/#/silences/new?filter=%7B")
 
 
 @pytest.mark.parametrize(

@@ -259,7 +259,8 @@ async def test_hostile_values_are_escaped_and_never_links(make_settings, start_a
         assert r.status_code == 200
         # A stored link that is not http(s) (from an older version, say) is not shown either.
         async with h.state.engine.begin() as conn:
-            await conn.execute(update(alerts).values(links={"runbook": "javascript:alert(4)", "source": "data:,x"}))
+            hostile = {"runbook": "javascript:alert(4)", "source": "data:,x"}
+            await conn.execute(update(alerts).values(links=hostile, alertmanager_url="javascript:alert(5)//"))
         alert_id = (await h.client.get("/api/v1/alerts")).json()["items"][0]["id"]
         pages = [
             await _get(h, "/"),

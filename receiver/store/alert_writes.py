@@ -88,7 +88,8 @@ def insert_new(conn: Connection, rows: list[dict[str, Any]]) -> dict[Key, int]:
 def resolve(conn: Connection, details: dict[int, dict[str, Any]], *, now: datetime) -> set[int]:
     """Mark firing alerts resolved; only rows still firing count (another replica may have won).
 
-    `details` maps alert id to its ends_at, annotations and links from the resolving payload.
+    `details` maps alert id to its ends_at, annotations, links and Alertmanager URL from the resolving
+    payload.
     """
     won: set[int] = set()
     for chunk in chunks(sorted(details)):
@@ -103,7 +104,12 @@ def resolve(conn: Connection, details: dict[int, dict[str, Any]], *, now: dateti
         stmt = (
             update(alerts)
             .where(alerts.c.id == bindparam("b_id"))
-            .values(ends_at=bindparam("b_ends"), annotations=bindparam("b_ann"), links=bindparam("b_links"))
+            .values(
+                ends_at=bindparam("b_ends"),
+                annotations=bindparam("b_ann"),
+                links=bindparam("b_links"),
+                alertmanager_url=bindparam("b_am"),
+            )
         )
         conn.execute(stmt, [{"b_id": i, **details[i]} for i in sorted(won)])
     return won

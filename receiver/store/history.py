@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ARRAY, ColumnElement, Table, Text, and_, any_, bindparam, exists, func, not_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from receiver.enrich import links_of
 from receiver.matchers import Matcher, literal_prefix, parse_matcher, values_matching
 from receiver.store.tables import (
     alert_labels,
@@ -201,6 +202,13 @@ async def list_alerts(
     conn: AsyncConnection, f: AlertFilter, *, limit: int, before_id: int | None = None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """A page of alerts, newest first; returns (rows, id to continue before, or None at the end)."""
+    rows, last = await _alert_page(conn, f, limit=limit, before_id=before_id)
+    return [with_links(row) for row in rows], last
+
+
+async def _alert_page(
+    conn: AsyncConnection, f: AlertFilter, *, limit: int, before_id: int | None
+) -> tuple[list[dict[str, Any]], int | None]:
     f = f.without_nul()
     conds = await _conditions(conn, f)
     if before_id is not None:
@@ -290,6 +298,12 @@ async def _page_from_label_index(
     return rows, last
 
 
+def with_links(row: dict[str, Any]) -> dict[str, Any]:
+    """An alerts row with every link, those rebuilt from its columns included (see enrich.read_links)."""
+    row["links"] = links_of(row)
+    return row
+
+
 async def newest_first(
     conn: AsyncConnection, table: Table, conds: list[ColumnElement[bool]], *, limit: int
 ) -> tuple[list[dict[str, Any]], int | None]:
@@ -306,7 +320,7 @@ async def get_alert(conn: AsyncConnection, alert_id: int) -> dict[str, Any] | No
     row = (await conn.execute(select(alerts).where(alerts.c.id == alert_id))).first()
     if row is None:
         return None
-    alert = dict(row._mapping)
+    alert = with_links(dict(row._mapping))
     ev = select(events.c.kind, events.c.reason, events.c.at, events.c.receipt_id).where(events.c.alert_id == alert_id)
     alert["events"] = [dict(r._mapping) for r in (await conn.execute(ev.order_by(events.c.id))).all()]
     rc = (

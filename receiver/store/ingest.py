@@ -56,6 +56,7 @@ class IncomingAlert(NamedTuple):
     model_info: dict[str, Any] | None
     links: dict[str, str]
     recipients: tuple[tuple[str, str], ...]  # (channel, recipient)
+    alertmanager_url: str | None  # the payload's externalURL: the silence link is built from it when read
     # The JSON columns as text, serialised where the alert is prepared (the request's side), so the
     # writer only binds them.
     json_text: dict[str, str | None]
@@ -70,6 +71,7 @@ class IncomingAlert(NamedTuple):
         model_info: dict[str, Any] | None = None,
         links: dict[str, str] | None = None,
         recipients: tuple[tuple[str, str], ...] = (),
+        alertmanager_url: str | None = None,
     ) -> IncomingAlert:
         item = cls(
             alert.fingerprint,
@@ -84,6 +86,7 @@ class IncomingAlert(NamedTuple):
             model_info,
             links or {},
             recipients,
+            alertmanager_url,
             {},
         )
         item.json_text.update({name: Codec.json(value) for name, value in item.documents().items()})
@@ -295,6 +298,7 @@ def _alert_row(receipt: IncomingReceipt, item: IncomingAlert, now: datetime) -> 
         "group_key": receipt.group_key,
         **item.json_text,
         "generator_url": a.generator_url,
+        "alertmanager_url": item.alertmanager_url,
         "first_seen_at": now,
         "last_seen_at": now,
         "last_event_at": now,
@@ -327,7 +331,12 @@ def _plan(
                 plan.new_rows[key].update(_alert_row(receipt, item, now), first_seen_at=now)
                 plan.new_labels[key] = _indexed_labels(item)
             elif decision.event is EventKind.RESOLVED:
-                plan.resolve_details[key] = {"b_ends": item.ends_at, "b_ann": item.annotations, "b_links": item.links}
+                plan.resolve_details[key] = {
+                    "b_ends": item.ends_at,
+                    "b_ann": item.annotations,
+                    "b_links": item.links,
+                    "b_am": item.alertmanager_url,
+                }
             elif decision.event is EventKind.REPEAT and key not in plan.new_rows:
                 plan.repeats.add(key)
             if decision.event is not None:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from receiver.store.history import newest_first
+from receiver.store.history import newest_first, with_links
 from receiver.store.tables import alerts, notification_alerts, notifications
 
 _n2 = notifications.alias("earlier")
@@ -83,7 +83,7 @@ async def covered_alerts_of(conn: AsyncConnection, notification_ids: list[int]) 
         .order_by(notification_alerts.c.notification_id, alerts.c.id)
     )
     for r in (await conn.execute(query)).all():
-        row = dict(r._mapping)
+        row = with_links(dict(r._mapping))
         found[row.pop("notification_id")].append(row)
     return found
 

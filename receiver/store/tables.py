@@ -98,7 +98,8 @@ alerts = Table(
     Column("last_event_at", UTCDateTime, nullable=False),
     Column("resolved_at", UTCDateTime),
     Column("model_info", JSON),
-    Column("links", JSON, nullable=False),
+    Column("links", JSON, nullable=False),  # those built from the catalog and settings (receiver/enrich.py)
+    Column("alertmanager_url", Text),  # the payload's externalURL, for the silence link built when read
     UniqueConstraint("fingerprint", "starts_at"),
     # Newest first, optionally narrowed by one column: each index serves one filter with keyset paging.
     # alertname, severity and model are copies of labels: the label index serves those filters.
