@@ -83,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     started = datetime.now(UTC)
     t0 = time.monotonic()
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="alert-receiver-bench-", dir=args.workdir))
     git_at_start = git_state()
     code_digest = snapshot_code(workdir / "code")

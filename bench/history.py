@@ -209,10 +209,16 @@ def rows_in_chunks(d: Dataset, as_text: bool, chunk: int = 20_000) -> Iterator[d
             event_id += 1
             out["events"].append((event_id, alert_id, rid, "resolved", "resolved", conv(resolved)))
         if len(out["alerts"]) >= chunk:
-            yield out
+            yield _labels_in_key_order(out)
             reset()
     if out["alerts"]:
-        yield out
+        yield _labels_in_key_order(out)
+
+
+def _labels_in_key_order(out: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
+    """Label rows in their primary key's order (name, value, alert_id): the B-tree fills page by page."""
+    out["alert_labels"].sort(key=lambda row: (row[1], row[2], row[0]))
+    return out
 
 
 def _receipt(d: Dataset, a: dict[str, Any], rid: int, at: datetime, status: str, conv: Any) -> tuple[Any, ...]:

@@ -125,3 +125,27 @@ async def test_a_backtracking_regex_is_cut_off_with_a_400_and_the_server_answers
     page = await harness.client.get("/", params={"matcher": 'v=~"(a+)+"'})
     assert page.status_code == 400 and "took longer than" in page.text
     assert await _cases(harness, matcher='v=~"a+!"') == ["long"]  # an ordinary regex still answers
+
+
+@pytest.mark.parametrize(
+    ("matcher", "expected"),
+    [
+        ('pod=~"p.*"', [f"p{i}" for i in range(12)]),  # 12 values: compared with each alert's labels
+        ('pod=~"p1.*"', ["p1", "p10", "p11"]),  # 3 values: looked up in the label index
+        ('pod=~".*1"', ["p1", "p11"]),  # no literal prefix: over every value of the label
+        ('pod!~"p1.*"', ["none", *[f"p{i}" for i in (0, 2, 3, 4, 5, 6, 7, 8, 9)]]),
+        ('pod!~"p.*"', ["none"]),
+        ('pod=~"p.*|"', ["none", *[f"p{i}" for i in range(12)]]),  # "" matches: the alert without pod too
+        ('pod=""', ["none"]),
+        ('pod!=""', [f"p{i}" for i in range(12)]),
+        ('nothere=""', ["none", *[f"p{i}" for i in range(12)]]),  # no alert has it: answered without looking
+        ('nothere!=""', []),
+    ],
+)
+async def test_regex_and_empty_matchers_agree_with_routing_on_every_path(harness, matcher: str, expected) -> None:  # type: ignore[no-untyped-def]
+    """Matchers are answered by the label index or by each alert's labels column, by how many values
+    match; either way the result is what routing's Matcher.matches gives."""
+    alerts = [make_alert(case=f"p{i}", pod=f"p{i}", starts_at=T0 + timedelta(minutes=i)) for i in range(12)]
+    alerts.append(make_alert(case="none", starts_at=T0 + timedelta(minutes=30)))
+    await _post(harness, alerts)
+    assert await _cases(harness, matcher=matcher, limit=50) == sorted(expected)

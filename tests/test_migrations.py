@@ -103,3 +103,40 @@ async def test_0004_on_sqlite_drops_label_rows_whose_alert_is_gone(sqlite_url: s
         assert [tuple(r) for r in rows] == [(7, "team", "ml")]
     finally:
         await engine.dispose()
+
+
+async def _label_keys(engine) -> tuple[list[str], list[dict[str, object]]]:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        return await conn.run_sync(
+            lambda c: (
+                inspect(c).get_pk_constraint("alert_labels")["constrained_columns"],
+                inspect(c).get_foreign_keys("alert_labels"),
+            )
+        )
+
+
+async def test_0006_keys_label_rows_by_label_and_back(db_url: str) -> None:
+    """0006 makes (name, value, alert_id) the primary key, without the foreign key or another index;
+    stored labels survive the way up and the way down, which restores the old key and foreign key."""
+    engine = create_engine(db_url)
+    try:
+        await migrate.upgrade(engine, "0005")
+        async with engine.begin() as conn:
+            await conn.execute(text(_ALERT_0003))
+            for name, value in _LABELS:
+                await conn.execute(
+                    text("INSERT INTO alert_labels (alert_id, name, value) VALUES (7, :n, :v)"), {"n": name, "v": value}
+                )
+        await migrate.upgrade(engine)
+        labels, _ = await _labels_and_indexes(engine)
+        assert labels == _LABELS
+        assert await _label_keys(engine) == (["name", "value", "alert_id"], [])
+        async with engine.connect() as conn:
+            label_indexes = await conn.run_sync(lambda c: inspect(c).get_indexes("alert_labels"))
+        assert label_indexes == []
+        await migrate.downgrade(engine, "0005")
+        labels, _ = await _labels_and_indexes(engine)
+        pk, fks = await _label_keys(engine)
+        assert labels == _LABELS and pk == ["alert_id", "name"] and [fk["referred_table"] for fk in fks] == ["alerts"]
+    finally:
+        await engine.dispose()

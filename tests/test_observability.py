@@ -7,9 +7,11 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import update
 
 from receiver.logs import JsonFormatter
 from receiver.store.retention import prune
+from receiver.store.tables import alerts
 from tests.delivery import dispatcher_for
 from tests.support import load_payload, make_alert, make_payload
 
@@ -53,6 +55,28 @@ async def test_json_logs_carry_receipt_and_notification_ids(harness, caplog) -> 
     lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records]
     assert any(line.get("receipt_id") == receipt_id and "stored" in line["msg"] for line in lines)
     assert any("notification_id" in line and "sent" in line["msg"] for line in lines)
+
+
+async def test_retention_deletes_the_label_rows_of_pruned_alerts_only(harness) -> None:  # type: ignore[no-untyped-def]
+    """Label rows have no foreign key: prune finds them by the keys in each pruned alert's labels, odd
+    characters and empty values included, and leaves those of every other alert."""
+    odd = make_alert("Old", model="m", note='quote " back\\slash ünï 🚨', empty="", path="a.b[0]")
+    kept = make_alert("Kept", model="m", note='quote " back\\slash ünï 🚨')
+    await harness.post_webhook(make_payload([odd, kept]))
+    month_ago = datetime.now(UTC) - timedelta(days=30)
+    async with harness.state.engine.begin() as conn:
+        await conn.execute(update(alerts).where(alerts.c.alertname == "Old").values(last_seen_at=month_ago))
+    gone = await prune(
+        harness.state.engine, now=datetime.now(UTC), retention=timedelta(days=7), dedup_window=timedelta(minutes=10)
+    )
+    assert gone.alerts == 1
+    (kept_id,) = [a["id"] for a in (await harness.client.get("/api/v1/alerts")).json()["items"]]
+    rows = await harness.scalar("SELECT count(*) FROM alert_labels")
+    assert (
+        rows
+        == len(kept["labels"])
+        == await harness.scalar(f"SELECT count(*) FROM alert_labels WHERE alert_id = {kept_id}")
+    )
 
 
 async def test_retention_prunes_old_history_only(harness) -> None:  # type: ignore[no-untyped-def]

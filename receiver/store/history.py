@@ -7,11 +7,30 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, Table, Text, and_, any_, bindparam, exists, func, not_, select, text
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    LargeBinary,
+    Table,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    not_,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.enrich import links_of
 from receiver.matchers import Matcher, literal_prefix, parse_matcher, values_matching
+from receiver.store.ingest import INDEX_ENTRY_BYTES, INDEX_ENTRY_CHARS
 from receiver.store.tables import (
     alert_labels,
     alerts,
@@ -68,52 +87,72 @@ def query_matcher(text: str) -> Matcher:
 _COLUMN_FILTERS = ("status", "alertname", "severity", "model", "team", "receiver")
 
 
-def _label_has(
-    name: str, values: Sequence[str] | None = None, *, as_array: bool = False, non_empty: bool = False
-) -> ColumnElement[bool]:
-    """EXISTS a label row `name` (with one of `values`; with `non_empty`, any value but "") for the alert.
+def _label_has(name: str, values: Sequence[str]) -> ColumnElement[bool]:
+    """EXISTS a label row (name, one of values) for the alert: a seek per value in the primary key."""
+    return exists().where(
+        alert_labels.c.name == name, alert_labels.c.value.in_(values), alert_labels.c.alert_id == alerts.c.id
+    )
 
-    `as_array` (PostgreSQL): the values travel as one array parameter, so a regex that matched a
-    thousand values is still one statement text that asyncpg has prepared before, not a new one.
+
+def _label_value(name: str, *, postgres: bool) -> ColumnElement[str]:
+    """The alert's value of label `name` from its labels column; "" when it has none.
+
+    A value too long for the label index counts as none here too (store/ingest._indexed_labels), so
+    both ways of answering a matcher, by the index and by this, agree.
     """
-    condition = and_(alert_labels.c.alert_id == alerts.c.id, alert_labels.c.name == name)
-    if values is not None and as_array:
-        condition = and_(
-            condition, alert_labels.c.value == any_(bindparam("values", list(values), type_=ARRAY(Text), unique=True))
-        )
-    elif values is not None:
-        condition = and_(condition, alert_labels.c.value.in_(values))
-    if non_empty:
-        condition = and_(condition, alert_labels.c.value != "")
-    return exists().where(condition)
+    value = alerts.c.labels[name].as_string()
+    size = func.octet_length(value) if postgres else func.length(cast(value, LargeBinary))
+    # Labels whose whole JSON is short (nearly every alert's) cannot hold a value that long: one
+    # JSON lookup per row instead of two.
+    short = func.length(cast(alerts.c.labels, Text)) <= INDEX_ENTRY_CHARS
+    return case((short, func.coalesce(value, "")), (size <= INDEX_ENTRY_BYTES - len(name.encode()), value), else_="")
+
+
+def _value_in(name: str, values: Sequence[str], *, postgres: bool) -> ColumnElement[bool]:
+    """The alert's value of `name` is one of `values`. On PostgreSQL they travel as one array
+    parameter, so a regex that matched a thousand values is still one statement text that asyncpg
+    has prepared before, not a new one. A few values are looked up in the label index instead: a
+    seek each costs less than reading the value out of the alert's labels."""
+    if 0 < len(values) <= _SEEKS_PER_ROW:
+        return _label_has(name, values)
+    value = _label_value(name, postgres=postgres)
+    if postgres:
+        return value == any_(bindparam("values", list(values), type_=ARRAY(Text), unique=True))
+    return value.in_(values)
+
+
+_SEEKS_PER_ROW = 8  # up to this many values, a matcher's row test looks them up in the label index
 
 
 async def _matcher_condition(conn: AsyncConnection, m: Matcher) -> ColumnElement[bool]:
     """SQL for one matcher. A missing label counts as "" (Alertmanager's rule), and a label whose
     value is "" counts as missing: the history answers as routing (Matcher.matches) would."""
     empty_matches = m.matches_value("")
+    pg = _is_postgres(conn)
     if m.op == "=" and m.value:
         return _label_has(m.name, [m.value])
     if m.op == "!=" and m.value:
         return not_(_label_has(m.name, [m.value]))
     if m.op in ("=", "!="):  # `x=""`: no non-empty x; `x!=""`: a non-empty x
-        return not_(_label_has(m.name, non_empty=True)) if m.op == "=" else _label_has(m.name, non_empty=True)
+        if not await distinct_label_values(conn, m.name, cap=1):  # no alert has it: no need to look
+            return true() if m.op == "=" else false()
+        value = _label_value(m.name, postgres=pg)
+        return value == "" if m.op == "=" else value != ""
     # Regexes: evaluate them in Python over the label's distinct values, so SQLite and PostgreSQL
-    # agree on regex semantics, then look up by value.
+    # agree on regex semantics, then compare each alert's value with those.
     prefix = literal_prefix(m.value)
     if prefix and await _ranges_follow_code_points(conn):
         # Every value the regex matches starts with the prefix, and "" does not: only values in the
         # prefix's range need reading (`instance=~"pod-12.*"` reads 1 in 45 of a 50,000-value label).
         in_range = await distinct_label_values(conn, m.name, prefix=prefix, cap=_PREFIX_SKIP_SCAN_CAP)
-        matching = _label_has(m.name, values_matching(m, in_range), as_array=_is_postgres(conn))
+        matching = _value_in(m.name, values_matching(m, in_range), postgres=pg)
         return matching if m.op == "=~" else not_(matching)
     values = await distinct_label_values(conn, m.name)
     hits = set(values_matching(m, values))
     wanted = m.op == "=~"  # whether m.matches_value accepts a value its regex matches
-    pg = _is_postgres(conn)
     if empty_matches:
-        return not_(_label_has(m.name, [v for v in values if (v in hits) != wanted], as_array=pg))
-    return _label_has(m.name, [v for v in values if (v in hits) == wanted], as_array=pg)
+        return not_(_value_in(m.name, [v for v in values if (v in hits) != wanted], postgres=pg))
+    return _value_in(m.name, [v for v in values if (v in hits) == wanted], postgres=pg)
 
 
 def _is_postgres(conn: AsyncConnection) -> bool:

@@ -155,16 +155,16 @@ class ConcurrentInsert(Exception):
 # long would fail its webhook on every retry. Such labels stay in the alert's labels (shown, sent) but
 # get no row in the label index, on both databases so that both answer matchers alike (as absent);
 # such group keys are shortened for the notifications index (_fit_index).
-_INDEX_ENTRY_BYTES = 2000
-_INDEX_ENTRY_CHARS = _INDEX_ENTRY_BYTES // 4  # at most 4 bytes per character: no need to encode
+INDEX_ENTRY_BYTES = 2000
+INDEX_ENTRY_CHARS = INDEX_ENTRY_BYTES // 4  # at most 4 bytes per character: no need to encode
 
 
 def _indexed_labels(item: IncomingAlert) -> Iterable[tuple[str, str]]:
     """The alert's labels that fit the label index (all of them unless its labels' JSON is long)."""
     labels = item.labels.items()
-    if len(item.json_text["labels"] or "") <= _INDEX_ENTRY_CHARS:  # no label can be too long
+    if len(item.json_text["labels"] or "") <= INDEX_ENTRY_CHARS:  # no label can be too long
         return labels
-    return [(n, v) for n, v in labels if len(n.encode()) + len(v.encode()) <= _INDEX_ENTRY_BYTES]
+    return [(n, v) for n, v in labels if len(n.encode()) + len(v.encode()) <= INDEX_ENTRY_BYTES]
 
 
 def _fit_index(text: str) -> str:
@@ -173,9 +173,9 @@ def _fit_index(text: str) -> str:
     notifications.group_key is indexed (threading, and one message per receipt and recipient); the
     digest keeps two long keys apart and the same key equal, which is all those lookups need.
     """
-    if len(text) <= _INDEX_ENTRY_CHARS or len(text.encode()) <= _INDEX_ENTRY_BYTES:
+    if len(text) <= INDEX_ENTRY_CHARS or len(text.encode()) <= INDEX_ENTRY_BYTES:
         return text
-    return f"{text[: _INDEX_ENTRY_CHARS - 40]}…{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+    return f"{text[: INDEX_ENTRY_CHARS - 40]}…{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
 _KIND_TEXT = {kind: kind.value for kind in EventKind}  # Enum's .value is a descriptor call per use

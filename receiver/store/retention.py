@@ -1,16 +1,18 @@
 """Retention: history older than the configured age is deleted in small batches.
 
 Small transactions keep SQLite's single write lock free most of the time, so webhooks are never held
-up behind a long delete; foreign keys cascade to labels, events and links.
+up behind a long delete. Foreign keys cascade to events and links; label rows have none (see
+tables.alert_labels) and are deleted here, in the same transaction, by the keys in the alert's labels.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import and_, delete, exists, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from receiver.store.tables import alerts, notifications, receipt_claims, receipts
 
@@ -27,13 +29,36 @@ class PruneResult:
 async def _delete_batches(engine: AsyncEngine, table, condition, max_batches: int) -> int:  # type: ignore[no-untyped-def]
     removed = 0
     for _ in range(max_batches):
-        ids = select(table.c.id).where(condition).limit(BATCH).scalar_subquery()
         async with engine.begin() as conn:
-            count = (await conn.execute(delete(table).where(table.c.id.in_(ids)))).rowcount
+            ids = list((await conn.execute(select(table.c.id).where(condition).limit(BATCH))).scalars())
+            if table is alerts:
+                await delete_label_rows(conn, ids)
+            count = (await conn.execute(delete(table).where(table.c.id.in_(ids)))).rowcount if ids else 0
         removed += count
         if count < BATCH:
             break
     return removed
+
+
+# The label rows of the given alerts, found by their primary key from each alert's labels column.
+_DELETE_LABELS_SQLITE = text(
+    "DELETE FROM alert_labels WHERE (name, value, alert_id) IN ("
+    " SELECT label.key, label.value, alerts.id FROM alerts, json_each(alerts.labels) AS label"
+    " WHERE alerts.id IN (SELECT value FROM json_each(:ids)))"
+)
+_DELETE_LABELS_POSTGRES = text(
+    "DELETE FROM alert_labels USING alerts, json_each_text(alerts.labels) AS label"
+    " WHERE alerts.id IN (SELECT value::bigint FROM json_array_elements_text(CAST(:ids AS json)))"
+    " AND alert_labels.name = label.key AND alert_labels.value = label.value AND alert_labels.alert_id = alerts.id"
+)
+
+
+async def delete_label_rows(conn: AsyncConnection, alert_ids: list[int]) -> None:
+    """Delete the label index's rows of these alerts (before the alerts themselves)."""
+    if not alert_ids:
+        return
+    statement = _DELETE_LABELS_POSTGRES if conn.dialect.name == "postgresql" else _DELETE_LABELS_SQLITE
+    await conn.execute(statement, {"ids": json.dumps(alert_ids)})
 
 
 async def prune(
