@@ -58,6 +58,16 @@ async def _labels_and_indexes(engine) -> tuple[set[tuple[str, str]], set[str]]: 
     return labels, indexes
 
 
+async def _store_alert_with_labels(engine) -> None:  # type: ignore[no-untyped-def]
+    """Alert 7 and its _LABELS, written as SQL that every revision from 0003 on accepts."""
+    async with engine.begin() as conn:
+        await conn.execute(text(_ALERT_0003))
+        for name, value in _LABELS:
+            await conn.execute(
+                text("INSERT INTO alert_labels (alert_id, name, value) VALUES (7, :n, :v)"), {"n": name, "v": value}
+            )
+
+
 async def test_0004_keeps_labels_and_moves_label_copies_to_the_label_index(db_url: str) -> None:
     """0004 drops the alertname/severity/model indexes and (SQLite) rebuilds alert_labels without rowid;
     stored labels survive the way up and the way down."""
@@ -65,12 +75,7 @@ async def test_0004_keeps_labels_and_moves_label_copies_to_the_label_index(db_ur
     copies = {"ix_alerts_alertname_id", "ix_alerts_severity_id", "ix_alerts_model_id"}
     try:
         await migrate.upgrade(engine, "0003")
-        async with engine.begin() as conn:
-            await conn.execute(text(_ALERT_0003))
-            for name, value in _LABELS:
-                await conn.execute(
-                    text("INSERT INTO alert_labels (alert_id, name, value) VALUES (7, :n, :v)"), {"n": name, "v": value}
-                )
+        await _store_alert_with_labels(engine)
         await migrate.upgrade(engine)
         labels, indexes = await _labels_and_indexes(engine)
         assert labels == _LABELS and not copies & indexes
@@ -121,12 +126,7 @@ async def test_0006_keys_label_rows_by_label_and_back(db_url: str) -> None:
     engine = create_engine(db_url)
     try:
         await migrate.upgrade(engine, "0005")
-        async with engine.begin() as conn:
-            await conn.execute(text(_ALERT_0003))
-            for name, value in _LABELS:
-                await conn.execute(
-                    text("INSERT INTO alert_labels (alert_id, name, value) VALUES (7, :n, :v)"), {"n": name, "v": value}
-                )
+        await _store_alert_with_labels(engine)
         await migrate.upgrade(engine)
         labels, _ = await _labels_and_indexes(engine)
         assert labels == _LABELS
