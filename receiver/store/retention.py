@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, select, text
+from sqlalchemy import ARRAY, BigInteger, Text, and_, bindparam, delete, exists, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from receiver.store.tables import alerts, notifications, receipt_claims, receipts
@@ -46,10 +46,16 @@ _DELETE_LABELS_SQLITE = text(
     " SELECT label.key, label.value, alerts.id FROM alerts, json_each(alerts.labels) AS label"
     " WHERE alerts.id IN (SELECT value FROM json_each(:ids)))"
 )
+# On PostgreSQL the keys travel as three arrays: with the labels unpacked in SQL instead, the planner
+# guesses a hundred labels per alert and hashes the whole label table rather than seeking each key.
 _DELETE_LABELS_POSTGRES = text(
-    "DELETE FROM alert_labels USING alerts, json_each_text(alerts.labels) AS label"
-    " WHERE alerts.id IN (SELECT value::bigint FROM json_array_elements_text(CAST(:ids AS json)))"
-    " AND alert_labels.name = label.key AND alert_labels.value = label.value AND alert_labels.alert_id = alerts.id"
+    "DELETE FROM alert_labels USING unnest(:names, :values, :ids) AS label(name, value, alert_id)"
+    " WHERE alert_labels.name = label.name AND alert_labels.value = label.value"
+    " AND alert_labels.alert_id = label.alert_id"
+).bindparams(
+    bindparam("names", type_=ARRAY(Text)),
+    bindparam("values", type_=ARRAY(Text)),
+    bindparam("ids", type_=ARRAY(BigInteger)),
 )
 
 
@@ -57,8 +63,14 @@ async def delete_label_rows(conn: AsyncConnection, alert_ids: list[int]) -> None
     """Delete the label index's rows of these alerts (before the alerts themselves)."""
     if not alert_ids:
         return
-    statement = _DELETE_LABELS_POSTGRES if conn.dialect.name == "postgresql" else _DELETE_LABELS_SQLITE
-    await conn.execute(statement, {"ids": json.dumps(alert_ids)})
+    if conn.dialect.name != "postgresql":
+        await conn.execute(_DELETE_LABELS_SQLITE, {"ids": json.dumps(alert_ids)})
+        return
+    stored = await conn.execute(select(alerts.c.id, alerts.c.labels).where(alerts.c.id.in_(alert_ids)))
+    keys = [(name, value, alert_id) for alert_id, labels in stored for name, value in (labels or {}).items()]
+    if keys:
+        names, values, ids = (list(column) for column in zip(*keys, strict=True))
+        await conn.execute(_DELETE_LABELS_POSTGRES, {"names": names, "values": values, "ids": ids})
 
 
 async def prune(
