@@ -93,7 +93,7 @@ def dashboard_link(alert: WebhookAlert, dashboard: DashboardRef, grafana: Grafan
             params.append((f"var-{var}", value))
     path = f"/d/{url_quote(dashboard.uid)}/{url_quote(dashboard.slug)}".rstrip("/")
     # %20, not '+': a + is a space only to form decoders; %20 is one to every decoder.
-    return f"{grafana.url.rstrip('/')}{path}?{url_encode(params)}"  # type: ignore[union-attr]
+    return f"{grafana.url.rstrip('/')}{path}?{url_encode(params)}"
 
 
 def _fill(source: str, labels: Mapping[str, str]) -> str:
@@ -135,7 +135,7 @@ def _explore_url(base: str, org_id: int, uid: str, expr: str, start: str, end: s
 
 def silence_link(labels: Mapping[str, str], alertmanager_url: str | None) -> str | None:
     """Alertmanager's 'new silence' form prefilled with the alert's labels."""
-    if not alertmanager_url or not is_http_url(alertmanager_url):
+    if alertmanager_url is None or not is_http_url(alertmanager_url):
         return None
     # quote() of a concatenation is the concatenation of quote()s: each `name="value"` is quoted on its
     # own and cached, because an alert's labels mostly repeat those of its neighbours (only one or two
@@ -202,24 +202,6 @@ def read_links(
 
 def _link_rank(name: str) -> tuple[int, str]:
     return (LINK_ORDER.index(name) if name in LINK_ORDER else len(LINK_ORDER), name)
-
-
-def build_links(
-    alert: WebhookAlert,
-    *,
-    entry: ModelEntry | None,
-    external_url: str,
-    grafana: GrafanaSettings,
-    model_label: str,
-) -> dict[str, str]:
-    """Every link for one alert as it will be read back; a link that would not be a valid http(s) URL is
-    left out."""
-    return read_links(
-        stored_links(alert, entry=entry, grafana=grafana, model_label=model_label),
-        generator_url=alert.generator_url,
-        labels=alert.labels,
-        alertmanager_url=alertmanager_url(external_url),
-    )
 
 
 def links_of(row: Mapping[str, Any]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Links built at ingest: dashboard, Explore, silence, runbook. Each URL is decoded and compared field by field."""
+"""Links of an alert as read back: those stored at ingest (dashboard, Explore, runbook) and those built from
+its columns (silence, source). Each URL is decoded and compared field by field."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from urllib.parse import parse_qs, quote_plus, unquote, urlsplit
 import pytest
 
 from receiver.config import GrafanaSettings, ModelEntry
-from receiver.enrich import build_links, model_info
+from receiver.enrich import alertmanager_url, model_info, read_links, stored_links
 from receiver.schemas import WebhookAlert
 from tests.support import make_alert
 
@@ -44,7 +45,10 @@ def alert(status: str = "firing", *, annotations: dict[str, str] | None = None, 
 def links(
     a: WebhookAlert, entry: ModelEntry | None = FRAUD, grafana: GrafanaSettings = GRAFANA, external_url: str = AM_URL
 ) -> dict[str, str]:
-    return build_links(a, entry=entry, external_url=external_url, grafana=grafana, model_label="model")
+    stored = stored_links(a, entry=entry, grafana=grafana, model_label="model")
+    return read_links(
+        stored, generator_url=a.generator_url, labels=a.labels, alertmanager_url=alertmanager_url(external_url)
+    )
 
 
 def query_of(url: str) -> dict[str, list[str]]:

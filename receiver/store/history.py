@@ -108,6 +108,9 @@ def _label_value(name: str, *, postgres: bool) -> ColumnElement[str]:
     return case((short, func.coalesce(value, "")), (size <= INDEX_ENTRY_BYTES - len(name.encode()), value), else_="")
 
 
+_SEEKS_PER_ROW = 8  # up to this many values, a matcher's row test looks them up in the label index
+
+
 def _value_in(name: str, values: Sequence[str], *, postgres: bool) -> ColumnElement[bool]:
     """The alert's value of `name` is one of `values`. On PostgreSQL they travel as one array
     parameter, so a regex that matched a thousand values is still one statement text that asyncpg
@@ -119,9 +122,6 @@ def _value_in(name: str, values: Sequence[str], *, postgres: bool) -> ColumnElem
     if postgres:
         return value == any_(bindparam("values", list(values), type_=ARRAY(Text), unique=True))
     return value.in_(values)
-
-
-_SEEKS_PER_ROW = 8  # up to this many values, a matcher's row test looks them up in the label index
 
 
 async def _matcher_condition(conn: AsyncConnection, m: Matcher) -> ColumnElement[bool]:

@@ -32,7 +32,7 @@ async def _delete_batches(engine: AsyncEngine, table, condition, max_batches: in
         async with engine.begin() as conn:
             ids = list((await conn.execute(select(table.c.id).where(condition).limit(BATCH))).scalars())
             if table is alerts:
-                await delete_label_rows(conn, ids)
+                await _delete_label_rows(conn, ids)
             count = (await conn.execute(delete(table).where(table.c.id.in_(ids)))).rowcount if ids else 0
         removed += count
         if count < BATCH:
@@ -59,7 +59,7 @@ _DELETE_LABELS_POSTGRES = text(
 )
 
 
-async def delete_label_rows(conn: AsyncConnection, alert_ids: list[int]) -> None:
+async def _delete_label_rows(conn: AsyncConnection, alert_ids: list[int]) -> None:
     """Delete the label index's rows of these alerts (before the alerts themselves)."""
     if not alert_ids:
         return
