@@ -81,6 +81,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def postgres_url(postgres_server_url: str) -> str:
+    """An emptied PostgreSQL database, for behaviour only PostgreSQL has (concurrent writers)."""
+    asyncio.run(_reset_postgres(postgres_server_url))
+    return postgres_server_url
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'receiver.db'}"
 

@@ -66,7 +66,7 @@ async def _history(raw_payloads: list[dict], *, one_batch: bool = False) -> tupl
                 kinds = (
                     await conn.execute(
                         select(alerts.c.fingerprint, events.c.kind)
-                        .join(events)
+                        .join(events, events.c.alert_id == alerts.c.id)
                         .order_by(alerts.c.fingerprint, events.c.kind)
                     )
                 ).all()

@@ -140,3 +140,61 @@ async def test_0006_keys_label_rows_by_label_and_back(db_url: str) -> None:
         assert labels == _LABELS and pk == ["alert_id", "name"] and [fk["referred_table"] for fk in fks] == ["alerts"]
     finally:
         await engine.dispose()
+
+
+_REFERRING = {
+    "events": "INSERT INTO events (id, alert_id, receipt_id, kind, reason, at)"
+    " VALUES (1, 7, 1, 'firing', 'new', '{t}')",
+    "receipt_alerts": "INSERT INTO receipt_alerts (receipt_id, alert_id) VALUES (1, 7)",
+    "notifications": "INSERT INTO notifications (id, channel, recipient, kind, group_key, receipt_id, status,"
+    " attempts, created_at) VALUES (1, 'email', 'a@example.com', 'firing', 'g', 1, 'pending', 0, '{t}')",
+    "notification_alerts": "INSERT INTO notification_alerts (notification_id, alert_id, kind) VALUES (1, 7, 'firing')",
+}
+_RECEIPT = (
+    "INSERT INTO receipts (id, received_at, receiver, group_key, status, digest, duplicate, alert_count,"
+    " truncated_alerts, external_url, group_labels) VALUES (1, '{t}', 'r', 'g', 'firing', 'd', false, 1, 0, '', '{{}}')"
+)
+_TIME = "2026-11-30 01:00:00"
+
+
+async def _foreign_keys(engine) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        return await conn.run_sync(
+            lambda c: {t: sorted(fk["referred_table"] for fk in inspect(c).get_foreign_keys(t)) for t in _REFERRING}
+        )
+
+
+async def _count(engine, sql: str) -> int:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        return int((await conn.execute(text(sql))).scalar_one())
+
+
+async def test_0007_drops_the_foreign_keys_of_referring_tables_and_back(db_url: str) -> None:
+    """0007 keeps every referring row and drops the foreign keys; the way down deletes rows whose parent
+    is gone (nulls an event's pruned receipt) and restores the foreign keys."""
+    engine = create_engine(db_url)
+    try:
+        await migrate.upgrade(engine, "0006")
+        await _store_alert_with_labels(engine)
+        async with engine.begin() as conn:
+            for sql in (_RECEIPT, *_REFERRING.values()):
+                await conn.execute(text(sql.format(t=_TIME)))
+        await migrate.upgrade(engine)
+        assert await _foreign_keys(engine) == {t: [] for t in _REFERRING}
+        for table in _REFERRING:
+            assert await _count(engine, f"SELECT count(*) FROM {table}") == 1, table
+        async with engine.begin() as conn:  # what a delete outside the receiver could leave behind
+            await conn.execute(text("INSERT INTO receipt_alerts (receipt_id, alert_id) VALUES (1, 99)"))
+            await conn.execute(text("UPDATE events SET receipt_id = 42 WHERE id = 1"))
+        await migrate.downgrade(engine, "0006")
+        assert await _foreign_keys(engine) == {
+            "events": ["alerts", "receipts"],
+            "receipt_alerts": ["alerts", "receipts"],
+            "notifications": ["receipts"],
+            "notification_alerts": ["alerts", "notifications"],
+        }
+        assert await _count(engine, "SELECT count(*) FROM receipt_alerts") == 1
+        assert await _count(engine, "SELECT count(*) FROM events WHERE receipt_id IS NULL") == 1
+        assert await _count(engine, "SELECT count(*) FROM notification_alerts") == 1
+    finally:
+        await engine.dispose()

@@ -7,11 +7,11 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from receiver.logs import JsonFormatter
 from receiver.store.retention import prune
-from receiver.store.tables import alerts
+from receiver.store.tables import alerts, receipts
 from tests.delivery import dispatcher_for
 from tests.support import load_payload, make_alert, make_payload
 
@@ -77,6 +77,42 @@ async def test_retention_deletes_the_label_rows_of_pruned_alerts_only(harness) -
         == len(kept["labels"])
         == await harness.scalar(f"SELECT count(*) FROM alert_labels WHERE alert_id = {kept_id}")
     )
+
+
+async def _count_by_alert(harness, table: str) -> dict[int, int]:  # type: ignore[no-untyped-def]
+    async with harness.state.engine.connect() as conn:
+        rows = await conn.execute(text(f"SELECT alert_id, count(*) FROM {table} GROUP BY alert_id"))
+        return {alert_id: count for alert_id, count in rows}
+
+
+async def test_retention_deletes_what_refers_to_pruned_alerts_and_receipts(harness) -> None:  # type: ignore[no-untyped-def]
+    """Events and links have no foreign keys: pruning an alert deletes its events and its receipt and
+    notification links, not those of the other alert of the same receipt; pruning the receipt deletes
+    its links and notifications; the kept alert's event then shows no receipt."""
+    answer = await harness.post_webhook(make_payload([make_alert("Old"), make_alert("Kept")]))
+    receipt_id = answer.json()["receipt_id"]
+    ids = {a["labels"]["alertname"]: a["id"] for a in (await harness.client.get("/api/v1/alerts")).json()["items"]}
+    month_ago = datetime.now(UTC) - timedelta(days=30)
+    async with harness.state.engine.begin() as conn:
+        await conn.execute(update(alerts).where(alerts.c.id == ids["Old"]).values(last_seen_at=month_ago))
+    policy = {"retention": timedelta(days=7), "dedup_window": timedelta(minutes=10)}
+    gone = await prune(harness.state.engine, now=datetime.now(UTC), **policy)
+    assert (gone.alerts, gone.receipts) == (1, 0)
+    kept = {ids["Kept"]: 1}
+    for table in ("events", "receipt_alerts", "notification_alerts"):
+        assert await _count_by_alert(harness, table) == kept, table
+    assert await harness.scalar("SELECT count(*) FROM notifications") == 1
+
+    await dispatcher_for(harness).run_once()  # nothing pending holds the receipt back
+    async with harness.state.engine.begin() as conn:
+        await conn.execute(update(receipts).where(receipts.c.id == receipt_id).values(received_at=month_ago))
+    gone = await prune(harness.state.engine, now=datetime.now(UTC), **policy)
+    assert (gone.alerts, gone.receipts) == (0, 1)
+    for table in ("receipt_alerts", "notifications", "notification_alerts"):
+        assert await harness.scalar(f"SELECT count(*) FROM {table}") == 0, table
+    detail = (await harness.client.get(f"/api/v1/alerts/{ids['Kept']}")).json()
+    assert [(e["kind"], e["receipt_id"]) for e in detail["events"]] == [("firing", None)]
+    assert await harness.scalar("SELECT receipt_id FROM events") == receipt_id  # kept; readers join receipts
 
 
 async def test_retention_prunes_old_history_only(harness) -> None:  # type: ignore[no-untyped-def]

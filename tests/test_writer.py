@@ -11,7 +11,7 @@ import itertools
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from receiver.catalog import ModelCatalog
 from receiver.config import Settings
@@ -20,8 +20,8 @@ from receiver.schemas import WebhookPayload
 from receiver.store import migrate
 from receiver.store.engine import create_engine, create_sqlite_writer_engine
 from receiver.store.ingest import IncomingReceipt
-from receiver.store.tables import receipts
-from receiver.writer import BatchWriter
+from receiver.store.tables import alerts, events, receipt_alerts, receipts
+from receiver.writer import BatchWriter, local_writer
 from tests.support import make_alert, make_payload
 
 HANG_GUARD = 30  # seconds; only so a broken writer fails the test instead of hanging it
@@ -104,3 +104,42 @@ async def test_a_batch_stops_taking_receipts_once_it_holds_max_batch_alerts(writ
     stamps = await _received_at(engine, [o.receipt_id for o in outcomes])
     batch_sizes = [len(list(group)) for _, group in itertools.groupby(stamps)]
     assert batch_sizes == [2, 2, 1]
+
+
+async def test_an_alert_that_retention_deletes_mid_batch_is_stored_again(postgres_url: str) -> None:
+    """The referring tables have no foreign keys, so ingest must notice an alert deleted between reading
+    its state and writing rows that refer to it (retention on PostgreSQL does not wait for the writer):
+    the batch is retried and the alert stored anew, and no row refers to the deleted one. (On SQLite the
+    writer holds the write lock from its first statement: retention's delete waits for the commit.)"""
+    engine = create_engine(postgres_url)
+    await migrate.upgrade(engine)
+    writer, _ = local_writer(postgres_url, ingest_policy(Settings()), "FULL", engine=engine)
+    await writer.start()
+    try:
+        (first_id,) = (await asyncio.wait_for(writer.enqueue(receipt("m")), HANG_GUARD)).alert_ids
+        deleted: list[str] = []
+
+        def delete_as_retention_would(conn, cursor, statement, *_):  # type: ignore[no-untyped-def]
+            if not deleted and statement.lstrip().upper().startswith("UPDATE ALERTS"):
+                deleted.append(statement)
+                with sync_engine.begin() as other:  # another connection, committed before the batch writes
+                    for table, column in (("events", "alert_id"), ("receipt_alerts", "alert_id"), ("alerts", "id")):
+                        other.exec_driver_sql(f"DELETE FROM {table} WHERE {column} = {first_id}")
+
+        sync_engine = engine.sync_engine
+        event.listen(sync_engine, "before_cursor_execute", delete_as_retention_would)
+        try:
+            outcome = await asyncio.wait_for(writer.enqueue(receipt("m", alerts=2)), HANG_GUARD)
+        finally:
+            event.remove(sync_engine, "before_cursor_execute", delete_as_retention_would)
+        assert deleted and first_id not in outcome.alert_ids and len(outcome.alert_ids) == 2
+        assert outcome.events == {"firing": 2}
+        async with engine.connect() as conn:
+            stored = set((await conn.execute(select(alerts.c.id))).scalars())
+            linked = set((await conn.execute(select(receipt_alerts.c.alert_id))).scalars())
+            evented = set((await conn.execute(select(events.c.alert_id))).scalars())
+        assert stored == set(outcome.alert_ids) == linked == evented
+    finally:
+        await writer.stop()
+        await writer.aclose()
+        await engine.dispose()

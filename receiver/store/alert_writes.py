@@ -129,7 +129,16 @@ def repeat(conn: Connection, alert_ids: Iterable[int], *, now: datetime, window:
     return won
 
 
-def touch(conn: Connection, alert_ids: Iterable[int], *, now: datetime) -> None:
-    """Note that a receipt mentioned these alerts (retention keeps what is still being sent)."""
+def touch(conn: Connection, alert_ids: Iterable[int], *, now: datetime) -> set[int]:
+    """Note that a receipt mentioned these alerts (retention keeps what is still being sent); the ids
+    of those still stored.
+
+    Nothing else checks that they are: the rows that refer to alerts have no foreign keys (see
+    tables.py). On PostgreSQL the update also locks the rows until the commit, and retention's delete,
+    waiting on that lock, then finds them seen just now and leaves them.
+    """
+    found: set[int] = set()
     for chunk in chunks(sorted(alert_ids)):
-        conn.execute(update(alerts).where(alerts.c.id.in_(chunk)).values(last_seen_at=now))
+        stmt = update(alerts).where(alerts.c.id.in_(chunk)).values(last_seen_at=now).returning(alerts.c.id)
+        found |= set(conn.execute(stmt).scalars())
+    return found

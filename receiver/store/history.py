@@ -360,7 +360,13 @@ async def get_alert(conn: AsyncConnection, alert_id: int) -> dict[str, Any] | No
     if row is None:
         return None
     alert = with_links(dict(row._mapping))
-    ev = select(events.c.kind, events.c.reason, events.c.at, events.c.receipt_id).where(events.c.alert_id == alert_id)
+    # An event keeps the id of a receipt that retention pruned: show null then, as for no receipt.
+    receipt = receipts.c.id.label("receipt_id")
+    ev = (
+        select(events.c.kind, events.c.reason, events.c.at, receipt)
+        .select_from(events.outerjoin(receipts, receipts.c.id == events.c.receipt_id))
+        .where(events.c.alert_id == alert_id)
+    )
     alert["events"] = [dict(r._mapping) for r in (await conn.execute(ev.order_by(events.c.id))).all()]
     rc = (
         select(receipts)

@@ -148,7 +148,8 @@ class IngestPolicy:
 
 
 class ConcurrentInsert(Exception):
-    """Another writer stored an occurrence between our read and our insert; retry the receipts alone."""
+    """Another writer stored an occurrence (or retention deleted one) after we read them; retry the receipts
+    alone."""
 
 
 # PostgreSQL refuses a B-tree entry over 2,704 bytes: one label row or notification group key that
@@ -350,12 +351,17 @@ def _plan(
 def _apply_transitions(
     conn: Connection, plan: _Plan, ids: dict[Key, int], *, now: datetime, window: timedelta
 ) -> dict[EventKind, set[int]]:
-    """Run the guarded updates for alerts that existed before the batch; the ids each one changed."""
+    """Run the guarded updates for alerts that existed before the batch; the ids each one changed.
+
+    Retention may have deleted one of them since `load_states` (on PostgreSQL, where it does not wait
+    for the writer's lock): then ConcurrentInsert, and the retry stores it as new.
+    """
+    existing = {i for k, i in ids.items() if k not in plan.new_rows}
+    if len(alert_writes.touch(conn, existing, now=now)) != len(existing):
+        raise ConcurrentInsert("an alert was deleted concurrently")
     repeated = alert_writes.repeat(conn, (ids[k] for k in plan.repeats), now=now, window=window)
     details = {ids[key]: values for key, values in plan.resolve_details.items()}
     resolved = alert_writes.resolve(conn, details, now=now)
-    changed_keys = plan.repeats | set(plan.resolve_details) | set(plan.new_rows)
-    alert_writes.touch(conn, (i for k, i in ids.items() if k not in changed_keys), now=now)
     return {EventKind.REPEAT: repeated, EventKind.RESOLVED: resolved, EventKind.FIRING: set()}
 
 

@@ -1,8 +1,10 @@
 """Retention: history older than the configured age is deleted in small batches.
 
 Small transactions keep SQLite's single write lock free most of the time, so webhooks are never held
-up behind a long delete. Foreign keys cascade to events and links; label rows have none (see
-tables.alert_labels) and are deleted here, in the same transaction, by the keys in the alert's labels.
+up behind a long delete. The tables that refer to alerts and receipts have no foreign keys (see
+tables.py): each batch deletes the rows that refer to what it prunes, in the same transaction, through
+the indexes those tables have on the referring column. Label rows are found by the keys in each pruned
+alert's labels. An event keeps the id of a pruned receipt; readers join receipts.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import ARRAY, BigInteger, Text, and_, bindparam, delete, exists, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from receiver.store.tables import alerts, notifications, receipt_claims, receipts
+from receiver.store.tables import (
+    alerts,
+    events,
+    notification_alerts,
+    notifications,
+    receipt_alerts,
+    receipt_claims,
+    receipts,
+)
 
 BATCH = 1000
 
@@ -26,14 +36,16 @@ class PruneResult:
     claims: int = 0
 
 
-async def _delete_batches(engine: AsyncEngine, table, condition, max_batches: int) -> int:  # type: ignore[no-untyped-def]
+async def _delete_batches(engine: AsyncEngine, table, condition, max_batches: int, references) -> int:  # type: ignore[no-untyped-def]
+    """Delete rows of `table` matching `condition`, BATCH at a time, each after `references(conn, ids)`."""
     removed = 0
     for _ in range(max_batches):
         async with engine.begin() as conn:
             ids = list((await conn.execute(select(table.c.id).where(condition).limit(BATCH))).scalars())
-            if table is alerts:
-                await _delete_label_rows(conn, ids)
-            count = (await conn.execute(delete(table).where(table.c.id.in_(ids)))).rowcount if ids else 0
+            if not ids:
+                break
+            await references(conn, ids)
+            count = (await conn.execute(delete(table).where(table.c.id.in_(ids)))).rowcount
         removed += count
         if count < BATCH:
             break
@@ -59,10 +71,23 @@ _DELETE_LABELS_POSTGRES = text(
 )
 
 
+async def _delete_alert_references(conn: AsyncConnection, alert_ids: list[int]) -> None:
+    """Delete what refers to these alerts (before the alerts themselves): label rows, events, links."""
+    await _delete_label_rows(conn, alert_ids)
+    for table in (events, receipt_alerts, notification_alerts):
+        await conn.execute(delete(table).where(table.c.alert_id.in_(alert_ids)))
+
+
+async def _delete_receipt_references(conn: AsyncConnection, receipt_ids: list[int]) -> None:
+    """Delete what refers to these receipts: their alert links, notifications and those's alert links."""
+    await conn.execute(delete(receipt_alerts).where(receipt_alerts.c.receipt_id.in_(receipt_ids)))
+    of_receipts = select(notifications.c.id).where(notifications.c.receipt_id.in_(receipt_ids))
+    await conn.execute(delete(notification_alerts).where(notification_alerts.c.notification_id.in_(of_receipts)))
+    await conn.execute(delete(notifications).where(notifications.c.receipt_id.in_(receipt_ids)))
+
+
 async def _delete_label_rows(conn: AsyncConnection, alert_ids: list[int]) -> None:
-    """Delete the label index's rows of these alerts (before the alerts themselves)."""
-    if not alert_ids:
-        return
+    """Delete the label index's rows of these alerts."""
     if conn.dialect.name != "postgresql":
         await conn.execute(_DELETE_LABELS_SQLITE, {"ids": json.dumps(alert_ids)})
         return
@@ -79,11 +104,12 @@ async def prune(
     """Delete alerts not seen, and receipts not received, within `retention`; expired dedup claims."""
     cutoff = now - retention
     result = PruneResult()
-    result.alerts = await _delete_batches(engine, alerts, alerts.c.last_seen_at < cutoff, max_batches)
+    old_alerts = alerts.c.last_seen_at < cutoff
+    result.alerts = await _delete_batches(engine, alerts, old_alerts, max_batches, _delete_alert_references)
     # A receipt whose notifications are still pending stays until they are done.
     pending = exists().where(and_(notifications.c.receipt_id == receipts.c.id, notifications.c.status == "pending"))
     result.receipts = await _delete_batches(
-        engine, receipts, and_(receipts.c.received_at < cutoff, ~pending), max_batches
+        engine, receipts, and_(receipts.c.received_at < cutoff, ~pending), max_batches, _delete_receipt_references
     )
     async with engine.begin() as conn:
         stale = delete(receipt_claims).where(receipt_claims.c.claimed_at < now - dedup_window)
