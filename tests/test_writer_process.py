@@ -246,6 +246,9 @@ async def test_a_stalled_childs_statement_does_not_outlive_it_on_postgresql(star
                 while (await blocker.execute(waiting)).scalar():  # noqa: ASYNC110 (polls the database)
                     await asyncio.sleep(0.1)  # the statement times out a second after it began to wait
             await blocker.rollback()
+        async with asyncio.timeout(HANG_GUARD):  # the killed child's successor starts RESTART_DELAY later
+            while not h.state.writer.running:  # noqa: ASYNC110 (the writer has no event to wait on)
+                await asyncio.sleep(0.05)
         assert (await h.post_webhook(make_payload([make_alert(model="m")]))).status_code == 200
 
 
