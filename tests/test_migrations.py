@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from receiver.store import migrate
 from receiver.store.engine import create_engine
@@ -196,5 +198,41 @@ async def test_0007_drops_the_foreign_keys_of_referring_tables_and_back(db_url: 
         assert await _count(engine, "SELECT count(*) FROM receipt_alerts") == 1
         assert await _count(engine, "SELECT count(*) FROM events WHERE receipt_id IS NULL") == 1
         assert await _count(engine, "SELECT count(*) FROM notification_alerts") == 1
+    finally:
+        await engine.dispose()
+
+
+async def _alert_keys(engine) -> tuple[set[str], set[tuple[str, ...]]]:  # type: ignore[no-untyped-def]
+    """alerts' index names, and the columns of its unique indexes and constraints (PostgreSQL lists a
+    unique constraint's index among the indexes too)."""
+
+    def read(c):  # type: ignore[no-untyped-def]
+        found = inspect(c)
+        indexes = found.get_indexes("alerts")
+        unique = [ix["column_names"] for ix in indexes if ix["unique"]]
+        unique += [u["column_names"] for u in found.get_unique_constraints("alerts")]
+        return {ix["name"] for ix in indexes}, {tuple(columns) for columns in unique}
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(read)
+
+
+async def test_0008_keys_occurrences_by_start_then_fingerprint_and_back(db_url: str) -> None:
+    """0008: one unique index on (starts_at, fingerprint) replaces the unique (fingerprint, starts_at) and
+    the (starts_at, id) index; stored alerts survive both ways and a second copy of one is refused."""
+    engine = create_engine(db_url)
+    try:
+        await migrate.upgrade(engine, "0007")
+        await _store_alert_with_labels(engine)
+        await migrate.upgrade(engine)
+        names, unique = await _alert_keys(engine)
+        assert "ix_alerts_starts_at_id" not in names and unique == {("starts_at", "fingerprint")}
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as conn:
+                await conn.execute(text(_ALERT_0003.replace("(7,", "(8,")))
+        await migrate.downgrade(engine, "0007")
+        names, unique = await _alert_keys(engine)
+        assert "ix_alerts_starts_at_id" in names and unique == {("fingerprint", "starts_at")}
+        assert await _count(engine, "SELECT count(*) FROM alerts WHERE id = 7 AND fingerprint = 'f1'") == 1
     finally:
         await engine.dispose()

@@ -24,15 +24,18 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-# fingerprint IN (...) with startsAt bounded by the batch's own range: an index range per fingerprint,
-# so a flapping alert's older occurrences are not read (SQLite 3.40 cannot use the index for a
-# row-value IN over (fingerprint, startsAt)). The fingerprints travel as one JSON array, so there is
-# no parameter limit to chunk for.
+# One index seek per wanted key on (starts_at, fingerprint): the keys travel as one JSON array of
+# [starts_at, fingerprint] pairs and drive a nested loop. SQLite: CROSS JOIN keeps json_each the outer
+# loop. PostgreSQL: the LIMIT keeps the per-key subquery from being merged into a join, which the
+# prepared statement's generic plan (made while the table was small) turned into a hash join over a
+# scan of every alert, at every batch.
 _LOAD_STATES = {
-    "sqlite": "SELECT id, fingerprint, starts_at, status, last_event_at FROM alerts"
-    " WHERE fingerprint IN (SELECT value FROM json_each(?)) AND starts_at BETWEEN ? AND ?",
-    "postgresql": "SELECT id, fingerprint, starts_at, status, last_event_at FROM alerts"
-    " WHERE fingerprint IN (SELECT jsonb_array_elements_text($1::jsonb)) AND starts_at BETWEEN $2 AND $3",
+    "sqlite": "SELECT a.id, a.fingerprint, a.starts_at, a.status, a.last_event_at"
+    " FROM json_each(?) AS k CROSS JOIN alerts AS a"
+    " WHERE a.starts_at = json_extract(k.value, '$[0]') AND a.fingerprint = json_extract(k.value, '$[1]')",
+    "postgresql": "SELECT a.id, a.fingerprint, a.starts_at, a.status, a.last_event_at"
+    " FROM jsonb_array_elements($1::jsonb) AS k CROSS JOIN LATERAL (SELECT * FROM alerts"
+    " WHERE starts_at = (k->>0)::timestamp AND fingerprint = k->>1 LIMIT 1) AS a",
 }
 
 
@@ -43,10 +46,8 @@ def load_states(conn: Connection, keys: Iterable[Key]) -> dict[Key, tuple[int, A
     found: dict[Key, tuple[int, AlertState]] = {}
     if not wanted:
         return found
-    fingerprints = to_json(sorted({fingerprint for fingerprint, _ in wanted})).decode()
-    starts = [start for _, start in wanted]
-    params = (fingerprints, min(starts), max(starts))
-    rows = run_sql(conn, _LOAD_STATES[conn.dialect.name], params)
+    pairs = to_json(sorted((start, fingerprint) for fingerprint, start in wanted)).decode()
+    rows = run_sql(conn, _LOAD_STATES[conn.dialect.name], (pairs,))
     for alert_id, fingerprint, starts_at, status, last_event_at in rows:
         key = wanted.get((fingerprint, starts_at))
         if key is not None:
@@ -79,7 +80,7 @@ def insert_new(conn: Connection, rows: list[dict[str, Any]]) -> dict[Key, int]:
         alerts,
         _ALERT_COLUMNS,
         values,
-        conflict=("fingerprint", "starts_at"),
+        conflict=("starts_at", "fingerprint"),
         returning=("id", "fingerprint", "starts_at"),
     )
     return {keys[(fingerprint, starts)]: alert_id for alert_id, fingerprint, starts in returned}

@@ -270,7 +270,7 @@ _NEWER_ROWS_SCANNED = 5_000  # rows newer than a window that scanning newest fir
 async def _page_from_time_window(
     conn: AsyncConnection, f: AlertFilter, conds: list[ColumnElement[bool]], *, limit: int, before_id: int | None
 ) -> tuple[list[dict[str, Any]], int | None] | None:
-    """A page for a since…until window in the past, driven by the (starts_at, id) index.
+    """A page for a since…until window in the past, driven by the (starts_at, fingerprint) index.
 
     Newest first by id, a window two weeks back is reached only after every newer alert has been
     stepped over (both databases' planners assume matches are spread evenly). Instead the database
@@ -309,7 +309,8 @@ async def _newest_in_window(
     if below is not None:
         window.append(alerts.c.id < below)
     # `id + 0`: an order the primary key cannot provide, so neither planner walks it backwards; both
-    # read the window from the (starts_at, id) index and keep the newest `take` in a top-N sort.
+    # read the window from the (starts_at, fingerprint) index, whose entries carry the id, and keep the
+    # newest `take` in a top-N sort.
     query = select(alerts.c.id).where(*window).order_by((alerts.c.id + 0).desc()).limit(take)
     return list((await conn.execute(query)).scalars())
 

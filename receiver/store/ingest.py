@@ -3,7 +3,7 @@
 Each statement covers the whole batch (set-based), so a group commit of many webhooks costs a handful of
 statements. Every decision that must hold across processes is still one the database arbitrates: the
 receipt claim is an upsert on a unique digest, new occurrences are `INSERT ... ON CONFLICT DO NOTHING`
-on (fingerprint, starts_at), and state changes are `UPDATE ... WHERE status = 'firing' RETURNING id`,
+on (starts_at, fingerprint), and state changes are `UPDATE ... WHERE status = 'firing' RETURNING id`,
 so two replicas racing on the same alert record its event once.
 
 Within a batch, receipts are applied in arrival order against an in-memory copy of the alerts' states,

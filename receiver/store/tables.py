@@ -100,13 +100,16 @@ alerts = Table(
     Column("model_info", JSON),
     Column("links", JSON, nullable=False),  # those built from the catalog and settings (receiver/enrich.py)
     Column("alertmanager_url", Text),  # the payload's externalURL, for the silence link built when read
-    UniqueConstraint("fingerprint", "starts_at"),
+    # One occurrence per (starts_at, fingerprint), in that order: new alerts start about now, so their
+    # keys land together at the end of the index (a fingerprint is a hash: keyed by it first, every
+    # new alert wrote a leaf page of its own). The same index gives a time window's ids without the
+    # table (SQLite's entries carry the rowid; PostgreSQL's include id).
+    Index(None, "starts_at", "fingerprint", unique=True, postgresql_include=["id"]),
     # Newest first, optionally narrowed by one column: each index serves one filter with keyset paging.
     # alertname, severity and model are copies of labels: the label index serves those filters.
     Index(None, "status", "id"),
     Index(None, "team", "id"),
     Index(None, "receiver", "id"),
-    Index(None, "starts_at", "id"),  # a time window's ids from the index alone
     Index(None, "last_seen_at"),  # retention finds what to prune without scanning the table
 )
 
