@@ -194,10 +194,11 @@ def baseline_server(workdir: Path) -> AbstractContextManager[Server]:
     return server_process("baseline", ["-m", "bench.baseline"], env=env, workdir=workdir)
 
 
-def receiver_cli(*args: str, database_url: str, workdir: Path, timeout: float = 300) -> None:
+def receiver_cli(*args: str, database_url: str, workdir: Path, timeout: float = 300, **env: str) -> str:
+    """Run `alert-receiver ARGS` on `database_url` (more settings as RECEIVER_* in `env`); its stdout."""
     done = subprocess.run(
         [sys.executable, "-m", "receiver", *args],
-        env=clean_env(RECEIVER_DATABASE_URL=database_url, RECEIVER_LOG_LEVEL="WARNING"),
+        env=clean_env(RECEIVER_DATABASE_URL=database_url, RECEIVER_LOG_LEVEL="WARNING", **env),
         cwd=workdir,
         capture_output=True,
         text=True,
@@ -205,6 +206,7 @@ def receiver_cli(*args: str, database_url: str, workdir: Path, timeout: float = 
     )
     if done.returncode != 0:
         raise RuntimeError(f"alert-receiver {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done.stdout
 
 
 # -- /proc -------------------------------------------------------------------------------------------

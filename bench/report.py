@@ -75,6 +75,15 @@ def ingest_table(rows: list[dict[str, Any]]) -> list[str]:
     return table(headers, body)
 
 
+def _prune_note(prune: dict[str, Any] | None) -> str:
+    if not prune:
+        return ""
+    return (
+        f"; after timing, `db prune` with a 15-day retention deleted {prune['alerts']:,} alerts and"
+        f" {prune['receipts']:,} receipts in {prune['seconds']:.1f} s"
+    )
+
+
 def history_table(rows: list[dict[str, Any]]) -> list[str]:
     headers = ["db", "query (limit=50)", "items", "n", "p50 ms", "p99 ms", "max ms", "target p99", "met"]
     body = [
@@ -160,6 +169,7 @@ def render(results: dict[str, Any]) -> str:
                 f"{rows['events']:,} events, {rows['receipts']:,} receipts; populated in {s['total_s']:.0f} s; "
                 f"{s['db_mb']:.0f} MB; server CPU before timing (start-up, retention prune): "
                 f"{s['server_cpu_s_before_timing']:.1f} s; server peak RSS {s['peak_rss_mb']:.0f} MB"
+                + _prune_note(s.get("prune"))
             )
         out.append("")
         out += history_table(sections["history"])

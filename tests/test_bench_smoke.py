@@ -69,6 +69,10 @@ def test_quick_benchmark_prints_the_full_report(tmp_path: Path) -> None:
         "detail /api/v1/alerts/{id}",
     ):
         assert re.search(rf"^\| sqlite +\| {re.escape(case)}", out, re.M), f"no history row {case!r}:\n{out}"
+    # Retention after the timing: the older half of the 30 days of history (2,000 alerts) goes.
+    pruned = re.search(r"retention deleted ([\d,]+) alerts and ([\d,]+) receipts", out)
+    assert pruned, f"no retention figure:\n{out}"
+    assert 900 <= int(pruned.group(1).replace(",", "")) <= 1100 and int(pruned.group(2).replace(",", "")) > 0
     assert re.search(r"^\| 30 +\| 10 +\| 30 +\| 30 +\|", out, re.M), f"dispatch did not send all 30:\n{out}"
     assert re.search(r"^\| 2,000 +\| 2,000 +\|", out, re.M), f"memory row missing:\n{out}"
     assert re.search(r"^\| 200 +\| 10 +\| 200 +\| 0 +\|", out, re.M) or "skipped: prometheus-alertmanager" in out
