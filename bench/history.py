@@ -600,8 +600,9 @@ def prune_half(url: str, workdir: Path) -> dict[str, Any]:
     out = receiver_cli("db", "prune", database_url=url, workdir=workdir, timeout=1800, RECEIVER_RETENTION="15d")
     seconds = time.monotonic() - started
     found = _PRUNED.search(out)
-    alerts, receipts = (int(found.group(1)), int(found.group(2))) if found else (0, 0)
-    return {"seconds": seconds, "alerts": alerts, "receipts": receipts}
+    if found is None:
+        raise RuntimeError(f"db prune printed no counts: {out[-500:]!r}")
+    return {"seconds": seconds, "alerts": int(found.group(1)), "receipts": int(found.group(2))}
 
 
 def run_history(cfg: BenchConfig) -> list[dict[str, Any]]:

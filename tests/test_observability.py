@@ -10,7 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text, update
 
 from receiver.logs import JsonFormatter
-from receiver.store.retention import prune
+from receiver.store import migrate
+from receiver.store.engine import create_engine
+from receiver.store.retention import _DELETE_LABELS_SQLITE, prune
 from receiver.store.tables import alerts, receipts
 from tests.delivery import dispatcher_for
 from tests.support import load_payload, make_alert, make_payload
@@ -129,3 +131,18 @@ async def test_retention_prunes_old_history_only(harness) -> None:  # type: igno
         assert await harness.scalar(f"SELECT count(*) FROM {table}") == 0, table
     # The same payload is new again after its claim expired.
     assert (await harness.post_webhook(load_payload("service-down-firing"))).json()["duplicate"] is False
+
+
+async def test_retention_deletes_sqlite_label_rows_by_their_whole_key(sqlite_url: str) -> None:
+    """Each pruned label row is found by (name, value, alert_id): seeking (name, value) alone would read
+    every alert that has the label (`job="x"` on all of them), in every batch."""
+    engine = create_engine(sqlite_url)
+    try:
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            sql = str(_DELETE_LABELS_SQLITE).replace(":alerts", "?")
+            plan = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", (json.dumps([[1, {"job": "x"}]]),))
+            details = [row[3] for row in plan]
+        assert "SEARCH alert_labels USING PRIMARY KEY (name=? AND value=? AND alert_id=?)" in details, details
+    finally:
+        await engine.dispose()

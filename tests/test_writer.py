@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from receiver.catalog import ModelCatalog
 from receiver.config import Settings
@@ -19,8 +20,9 @@ from receiver.ingest import Preparer, ingest_policy
 from receiver.schemas import WebhookPayload
 from receiver.store import migrate
 from receiver.store.engine import create_engine, create_sqlite_writer_engine
-from receiver.store.ingest import IncomingReceipt
-from receiver.store.tables import alerts, events, receipt_alerts, receipts
+from receiver.store.ingest import IncomingReceipt, store_batch
+from receiver.store.retention import prune
+from receiver.store.tables import alerts, events, notification_alerts, receipt_alerts, receipts
 from receiver.writer import BatchWriter, local_writer
 from tests.support import make_alert, make_payload
 
@@ -142,4 +144,36 @@ async def test_an_alert_that_retention_deletes_mid_batch_is_stored_again(postgre
     finally:
         await writer.stop()
         await writer.aclose()
+        await engine.dispose()
+
+
+async def test_retention_waiting_on_a_batch_keeps_the_alert_it_touched(postgres_url: str) -> None:
+    """The other order: a batch has touched an old alert and written rows that refer to it when
+    retention, which chose that alert before, tries to delete it. The delete waits for the batch's
+    lock, checks again that the alert is old, and keeps it: nothing refers to a deleted alert."""
+    engine = create_engine(postgres_url)
+    await migrate.upgrade(engine)
+    policy = ingest_policy(Settings())
+    try:
+        async with engine.begin() as conn:
+            first = await conn.run_sync(lambda c: store_batch(c, [receipt("m")], now=datetime.now(UTC), policy=policy))
+            (alert_id,) = first[0].alert_ids
+            month_ago = datetime.now(UTC) - timedelta(days=30)
+            await conn.execute(update(alerts).where(alerts.c.id == alert_id).values(last_seen_at=month_ago))
+        async with engine.connect() as batch:
+            async with batch.begin():
+                again = receipt("m", alerts=2)  # the old alert and a new one: the old one is touched
+                await batch.run_sync(lambda c: store_batch(c, [again], now=datetime.now(UTC), policy=policy))
+                pruning = asyncio.create_task(
+                    prune(engine, now=datetime.now(UTC), retention=timedelta(days=7), dedup_window=timedelta(hours=1))
+                )
+                await asyncio.sleep(0.5)
+                assert not pruning.done()  # waiting on the batch's row lock
+        assert (await asyncio.wait_for(pruning, HANG_GUARD)).alerts == 0
+        async with engine.connect() as conn:
+            stored = set((await conn.execute(select(alerts.c.id))).scalars())
+            for table in (events, receipt_alerts, notification_alerts):
+                referred = set((await conn.execute(select(table.c.alert_id))).scalars())
+                assert alert_id in referred and referred <= stored, table.name
+    finally:
         await engine.dispose()

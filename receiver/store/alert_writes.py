@@ -135,8 +135,8 @@ def touch(conn: Connection, alert_ids: Iterable[int], *, now: datetime) -> set[i
     of those still stored.
 
     Nothing else checks that they are: the rows that refer to alerts have no foreign keys (see
-    tables.py). On PostgreSQL the update also locks the rows until the commit, and retention's delete,
-    waiting on that lock, then finds them seen just now and leaves them.
+    tables.py). On PostgreSQL the update also locks the rows until the commit; retention's delete,
+    waiting on that lock, then checks its condition again and finds them seen just now.
     """
     found: set[int] = set()
     for chunk in chunks(sorted(alert_ids)):

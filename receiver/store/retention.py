@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Text, and_, bindparam, delete, exists, select, text
+from sqlalchemy import ARRAY, BigInteger, Row, Text, and_, bindparam, delete, exists, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from receiver.store.tables import (
@@ -37,29 +38,41 @@ class PruneResult:
 
 
 async def _delete_batches(engine: AsyncEngine, table, condition, max_batches: int, references) -> int:  # type: ignore[no-untyped-def]
-    """Delete rows of `table` matching `condition`, BATCH at a time, each after `references(conn, ids)`."""
+    """Delete rows of `table` matching `condition`, BATCH at a time, then `references(conn, deleted)`.
+
+    The delete checks `condition` again: a writer may have touched a chosen row since the select (on
+    PostgreSQL it holds the row's lock until its commit; the delete waits, then skips the row). The
+    referring rows go after, for exactly the rows deleted, so a writer's rows that refer to a row the
+    delete skipped stay; and a writer that touches a row after the delete finds it gone and retries.
+    """
     removed = 0
     for _ in range(max_batches):
         async with engine.begin() as conn:
             ids = list((await conn.execute(select(table.c.id).where(condition).limit(BATCH))).scalars())
             if not ids:
                 break
-            await references(conn, ids)
-            count = (await conn.execute(delete(table).where(table.c.id.in_(ids)))).rowcount
-        removed += count
-        if count < BATCH:
+            returning = (table.c.id, table.c.labels) if table is alerts else (table.c.id,)
+            stmt = delete(table).where(table.c.id.in_(ids), condition).returning(*returning)
+            deleted = (await conn.execute(stmt)).all()
+            if deleted:
+                await references(conn, deleted)
+        removed += len(deleted)
+        if len(ids) < BATCH:
             break
     return removed
 
 
-# The label rows of the given alerts, found by their primary key from each alert's labels column.
+# Label rows by their primary key, the keys taken from the deleted alerts' labels. SQLite: the alerts
+# as one JSON array of [id, labels], unpacked in this shape; with all three key columns taken from
+# one json_each instead, SQLite 3.40 seeks only (name, value) and reads every alert that has the
+# label, in every batch (plan checked in tests/test_observability.py). PostgreSQL: the keys as three
+# arrays; unpacked from JSON in SQL, the planner guessed a hundred rows per alert and hashed the
+# whole label table.
 _DELETE_LABELS_SQLITE = text(
     "DELETE FROM alert_labels WHERE (name, value, alert_id) IN ("
-    " SELECT label.key, label.value, alerts.id FROM alerts, json_each(alerts.labels) AS label"
-    " WHERE alerts.id IN (SELECT value FROM json_each(:ids)))"
+    " SELECT label.key, label.value, a.id FROM (SELECT CAST(json_extract(value, '$[0]') AS INTEGER) AS id,"
+    " json_extract(value, '$[1]') AS labels FROM json_each(:alerts)) AS a, json_each(a.labels) AS label)"
 )
-# On PostgreSQL the keys travel as three arrays: with the labels unpacked in SQL instead, the planner
-# guesses a hundred labels per alert and hashes the whole label table rather than seeking each key.
 _DELETE_LABELS_POSTGRES = text(
     "DELETE FROM alert_labels USING unnest(:names, :values, :ids) AS label(name, value, alert_id)"
     " WHERE alert_labels.name = label.name AND alert_labels.value = label.value"
@@ -71,28 +84,29 @@ _DELETE_LABELS_POSTGRES = text(
 )
 
 
-async def _delete_alert_references(conn: AsyncConnection, alert_ids: list[int]) -> None:
-    """Delete what refers to these alerts (before the alerts themselves): label rows, events, links."""
-    await _delete_label_rows(conn, alert_ids)
+async def _delete_alert_references(conn: AsyncConnection, deleted: list[Row[Any]]) -> None:
+    """Delete what referred to these deleted alerts ((id, labels) rows): label rows, events, links."""
+    await _delete_label_rows(conn, [(alert_id, labels or {}) for alert_id, labels in deleted])
+    alert_ids = [alert_id for alert_id, _ in deleted]
     for table in (events, receipt_alerts, notification_alerts):
         await conn.execute(delete(table).where(table.c.alert_id.in_(alert_ids)))
 
 
-async def _delete_receipt_references(conn: AsyncConnection, receipt_ids: list[int]) -> None:
-    """Delete what refers to these receipts: their alert links, notifications and those's alert links."""
+async def _delete_receipt_references(conn: AsyncConnection, deleted: list[Row[Any]]) -> None:
+    """Delete what referred to these deleted receipts: their alert links, notifications and those's links."""
+    receipt_ids = [receipt_id for (receipt_id,) in deleted]
     await conn.execute(delete(receipt_alerts).where(receipt_alerts.c.receipt_id.in_(receipt_ids)))
     of_receipts = select(notifications.c.id).where(notifications.c.receipt_id.in_(receipt_ids))
     await conn.execute(delete(notification_alerts).where(notification_alerts.c.notification_id.in_(of_receipts)))
     await conn.execute(delete(notifications).where(notifications.c.receipt_id.in_(receipt_ids)))
 
 
-async def _delete_label_rows(conn: AsyncConnection, alert_ids: list[int]) -> None:
-    """Delete the label index's rows of these alerts."""
+async def _delete_label_rows(conn: AsyncConnection, deleted: list[tuple[int, dict[str, str]]]) -> None:
+    """Delete the label index's rows of these (alert id, labels)."""
     if conn.dialect.name != "postgresql":
-        await conn.execute(_DELETE_LABELS_SQLITE, {"ids": json.dumps(alert_ids)})
+        await conn.execute(_DELETE_LABELS_SQLITE, {"alerts": json.dumps(deleted)})
         return
-    stored = await conn.execute(select(alerts.c.id, alerts.c.labels).where(alerts.c.id.in_(alert_ids)))
-    keys = [(name, value, alert_id) for alert_id, labels in stored for name, value in (labels or {}).items()]
+    keys = [(name, value, alert_id) for alert_id, labels in deleted for name, value in labels.items()]
     if keys:
         names, values, ids = (list(column) for column in zip(*keys, strict=True))
         await conn.execute(_DELETE_LABELS_POSTGRES, {"names": names, "values": values, "ids": ids})

@@ -55,7 +55,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table, column, parent, action in _FOREIGN_KEYS:
-        orphan = f"{column} IS NOT NULL AND {column} NOT IN (SELECT id FROM {parent})"
+        # NOT EXISTS: PostgreSQL may run NOT IN (subquery) once per row on a large table.
+        orphan = f"{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = {table}.{column})"
         if action == "SET NULL":
             op.execute(f"UPDATE {table} SET {column} = NULL WHERE {orphan}")
         else:

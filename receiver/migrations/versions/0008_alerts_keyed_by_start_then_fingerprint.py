@@ -7,8 +7,8 @@ gives a time window's ids without reading the table (SQLite's entries carry the 
 include id), which the (starts_at, id) index was for: it goes.
 
 SQLite copies the alerts table (it cannot drop a table's UNIQUE constraint in place); nothing refers
-to alerts with a foreign key since 0007, so the copy deletes nothing else. PostgreSQL builds the new
-index before dropping the old ones.
+to alerts with a foreign key since 0007, so the copy deletes nothing else. PostgreSQL drops the old
+constraint and index and builds the new index, in the migration's one transaction.
 
 Revision ID: 0008
 Revises: 0007
