@@ -355,6 +355,10 @@ def _apply_transitions(
 
     Retention may have deleted one of them since `load_states` (on PostgreSQL, where it does not wait
     for the writer's lock): then ConcurrentInsert, and the retry stores it as new.
+
+    Touching every existing alert first, in id order, costs a second update of those that then
+    resolve or repeat, but it takes all of the batch's row locks in one ascending order: two
+    PostgreSQL writers whose batches share alerts cannot lock them crosswise and deadlock.
     """
     existing = {i for k, i in ids.items() if k not in plan.new_rows}
     if len(alert_writes.touch(conn, existing, now=now)) != len(existing):
