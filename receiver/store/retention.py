@@ -37,8 +37,9 @@ class PruneResult:
     claims: int = 0
 
 
-async def _delete_batches(engine: AsyncEngine, table, condition, max_batches: int, references) -> int:  # type: ignore[no-untyped-def]
-    """Delete rows of `table` matching `condition`, BATCH at a time, then `references(conn, deleted)`.
+async def _delete_batches(engine: AsyncEngine, table, condition, returning, references, max_batches: int) -> int:  # type: ignore[no-untyped-def]
+    """Delete rows of `table` matching `condition`, BATCH at a time, then `references(conn, deleted)`
+    with the deleted rows' `returning` columns.
 
     The delete checks `condition` again: a writer may have touched a chosen row since the select (on
     PostgreSQL it holds the row's lock until its commit; the delete waits, then skips the row). The
@@ -51,7 +52,6 @@ async def _delete_batches(engine: AsyncEngine, table, condition, max_batches: in
             ids = list((await conn.execute(select(table.c.id).where(condition).limit(BATCH))).scalars())
             if not ids:
                 break
-            returning = (table.c.id, table.c.labels) if table is alerts else (table.c.id,)
             stmt = delete(table).where(table.c.id.in_(ids), condition).returning(*returning)
             deleted = (await conn.execute(stmt)).all()
             if deleted:
@@ -119,11 +119,14 @@ async def prune(
     cutoff = now - retention
     result = PruneResult()
     old_alerts = alerts.c.last_seen_at < cutoff
-    result.alerts = await _delete_batches(engine, alerts, old_alerts, max_batches, _delete_alert_references)
+    result.alerts = await _delete_batches(
+        engine, alerts, old_alerts, (alerts.c.id, alerts.c.labels), _delete_alert_references, max_batches
+    )
     # A receipt whose notifications are still pending stays until they are done.
     pending = exists().where(and_(notifications.c.receipt_id == receipts.c.id, notifications.c.status == "pending"))
+    old_receipts = and_(receipts.c.received_at < cutoff, ~pending)
     result.receipts = await _delete_batches(
-        engine, receipts, and_(receipts.c.received_at < cutoff, ~pending), max_batches, _delete_receipt_references
+        engine, receipts, old_receipts, (receipts.c.id,), _delete_receipt_references, max_batches
     )
     async with engine.begin() as conn:
         stale = delete(receipt_claims).where(receipt_claims.c.claimed_at < now - dedup_window)
