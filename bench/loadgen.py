@@ -66,6 +66,7 @@ async def run_webhook(args: argparse.Namespace) -> dict[str, Any]:
             server_cpu_seconds(args.server_pid) if args.server_pid else 0.0,
             system_busy_seconds(),
             postgres_cpu_seconds() if args.postgres else 0.0,
+            cpu_seconds(args.server_pid) if args.server_pid else 0.0,  # the serving process alone
         )
 
     async def mark_window() -> None:
@@ -107,11 +108,12 @@ async def run_webhook(args: argparse.Namespace) -> dict[str, Any]:
         if "start" not in cpu_marks:
             mark("start")
         mark("end")
-    t_start, client_cpu0, server_cpu0, system0, pg0 = cpu_marks["start"]
-    t_end, client_cpu1, server_cpu1, system1, pg1 = cpu_marks["end"]
+    t_start, client_cpu0, server_cpu0, system0, pg0, serving0 = cpu_marks["start"]
+    t_end, client_cpu1, server_cpu1, system1, pg1, serving1 = cpu_marks["end"]
     window = max(min(t_end, finished) - t_start, 1e-9)
     client_pct = 100 * (client_cpu1 - client_cpu0) / window
     server_pct = 100 * (server_cpu1 - server_cpu0) / window
+    serving_pct = 100 * (serving1 - serving0) / window
     postgres_pct = 100 * (pg1 - pg0) / window
     system_pct = 100 * (system1 - system0) / window
     inside = [(s, e, ok) for s, e, ok in records if s >= window_start and e <= window_end]
@@ -132,6 +134,9 @@ async def run_webhook(args: argparse.Namespace) -> dict[str, Any]:
         "errors": dict(errors),
         "client_cpu_pct": client_pct,
         "server_cpu_pct": server_pct,
+        # The receiver's server is two processes: the one serving HTTP and its writer child.
+        "serving_cpu_pct": serving_pct,
+        "writer_cpu_pct": max(0.0, server_pct - serving_pct),
         "postgres_cpu_pct": postgres_pct,
         "system_cpu_pct": system_pct,
         # Everything else on the machine (other users, the orchestrator), in % of one core.

@@ -43,6 +43,7 @@ def ingest_table(rows: list[dict[str, Any]]) -> list[str]:
         "ratio",
         "peak RSS MB",
         "server CPU %",
+        "writer CPU %",
         "loadgen CPU %",
         "postgres CPU %",
         "other CPU %",
@@ -52,7 +53,7 @@ def ingest_table(rows: list[dict[str, Any]]) -> list[str]:
     body = []
     for r in rows:
         if "skipped" in r:
-            body.append([r["target"], str(r["alerts_per_payload"]), f"skipped: {r['skipped'][:60]}", *[""] * 11])
+            body.append([r["target"], str(r["alerts_per_payload"]), f"skipped: {r['skipped'][:60]}", *[""] * 12])
             continue
         body.append(
             [
@@ -65,6 +66,7 @@ def ingest_table(rows: list[dict[str, Any]]) -> list[str]:
                 f"{100 * r['ratio']:.0f}%" if "ratio" in r else "–",
                 _f(r["peak_rss_mb"]),
                 _f(r["server_cpu_pct"]),
+                _f(r["writer_cpu_pct"]) if r["target"] != "baseline" else "–",
                 _f(r["client_cpu_pct"]),
                 _f(r["postgres_cpu_pct"]) if r["target"] == "postgresql" else "–",
                 _f(r["other_cpu_pct"]),
@@ -73,6 +75,65 @@ def ingest_table(rows: list[dict[str, Any]]) -> list[str]:
             ]
         )
     return table(headers, body)
+
+
+def _goal(target: str) -> float:
+    return TARGETS["ingest_postgres_ratio"] if target == "postgresql" else TARGETS["ingest_sqlite_ratio"]
+
+
+def cpu_budget_table(rows: list[dict[str, Any]], cores: int) -> list[str]:
+    """CPU per request of each process, from the ingest rows, and what the ratio target would take.
+
+    At the target ratio the receiver answers goal × the baseline's requests/s. The serving process
+    runs one event loop and SQLite's writer one transaction at a time, so each can use one core at
+    most; all processes together share the machine's cores with the load generator.
+    """
+    headers = [
+        "target",
+        "alerts/payload",
+        "serving µs/req",
+        "writer µs/req",
+        "postgres µs/req",
+        "loadgen µs/req",
+        "target ratio",
+        "req/s at target",
+        "serving cores at target",
+        "writer cores at target",
+        f"all cores at target (machine: {cores})",
+    ]
+    body = []
+    for r in rows:
+        if r["target"] == "baseline" or "skipped" in r or "ratio" not in r or not r["requests_per_s"]:
+            continue
+        per_request = {
+            name: 1e4 * r[f"{name}_cpu_pct"] / r["requests_per_s"]  # % of a core over req/s, in µs
+            for name in ("serving", "writer", "postgres", "client")
+        }
+        goal = _goal(r["target"])
+        rate = goal * r["requests_per_s"] / r["ratio"]
+        body.append(
+            [
+                r["target"],
+                str(r["alerts_per_payload"]),
+                *(_f(per_request[name]) for name in ("serving", "writer")),
+                _f(per_request["postgres"]) if r["target"] == "postgresql" else "–",
+                _f(per_request["client"]),
+                f"{goal:.0%}",
+                _f(rate),
+                _f(rate * per_request["serving"] / 1e6, 2),
+                _f(rate * per_request["writer"] / 1e6, 2),
+                _f(rate * sum(per_request.values()) / 1e6, 2),
+            ]
+        )
+    return table(headers, body)
+
+
+def _cores_note(r: dict[str, Any], goal: float) -> str:
+    """'; at the goal: N cores' from the row's CPU per request (see cpu_budget_table)."""
+    if "serving_cpu_pct" not in r or not r["requests_per_s"]:
+        return ""
+    busy = sum(r[f"{name}_cpu_pct"] for name in ("serving", "writer", "postgres", "client"))
+    return f"; at {goal:.0%} this CPU per request would need {busy / 100 * goal / r['ratio']:.1f} cores"
 
 
 def _prune_note(prune: dict[str, Any] | None) -> str:
@@ -131,6 +192,9 @@ def render(results: dict[str, Any]) -> str:
     if "ingest" in sections:
         out += ["", f"## Ingest ({results['ingest_window']})", ""]
         out += ingest_table(sections["ingest"])
+        if any("serving_cpu_pct" in r for r in sections["ingest"]):
+            out += ["", "### CPU per request, and what the ratio targets would take", ""]
+            out += cpu_budget_table([r for r in sections["ingest"] if "serving_cpu_pct" in r], m["nproc"])
     if "diagnose" in sections:
         out += ["", "## Write path, instrumented (bench/diagnose.py; not the measured servers)", ""]
         for d in sections["diagnose"]:
@@ -320,7 +384,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             found.append(
                 (
                     f"ingest {label}, 10/payload: durable alerts/s ≥ {goal:.0%} of parse-only",
-                    f"{100 * r['ratio']:.0f}% ({_f(r['alerts_per_s'])} vs baseline); {others}",
+                    f"{100 * r['ratio']:.0f}% ({_f(r['alerts_per_s'])} vs baseline); {others}{_cores_note(r, goal)}",
                     _f(r["ratio"] >= goal),
                 )
             )
