@@ -108,6 +108,48 @@ async def test_a_batch_stops_taking_receipts_once_it_holds_max_batch_alerts(writ
     assert batch_sizes == [2, 2, 1]
 
 
+async def test_a_second_postgresql_writer_starts_only_while_a_full_batch_waits(postgres_url: str) -> None:
+    """Small receipts share one transaction; the second writer takes part once max_batch_alerts wait."""
+    engine = create_engine(postgres_url)
+    await migrate.upgrade(engine)
+    open_now, most = [0], [0]
+
+    arriving: list[asyncio.Future] = []  # type: ignore[type-arg]
+
+    def began(_conn) -> None:  # type: ignore[no-untyped-def]
+        open_now[0] += 1
+        most[0] = max(most[0], open_now[0])
+        if len(arriving) == 1:  # small receipts arrive while the first writer's transaction runs
+            arriving.extend(writer.enqueue(receipt(f"s{i}")) for i in range(4))
+
+    def ended(_conn) -> None:  # type: ignore[no-untyped-def]
+        open_now[0] -= 1
+
+    for name, listener in (("begin", began), ("commit", ended), ("rollback", ended)):
+        event.listen(engine.sync_engine, name, listener)
+    writer = BatchWriter(engine, ingest_policy(Settings()), writers=2, max_batch_alerts=6, gather_window=0.0)
+    await writer.start()
+    try:
+        arriving.append(writer.enqueue(receipt("first")))
+        await asyncio.wait_for(asyncio.shield(arriving[0]), HANG_GUARD)  # the others arrive meanwhile
+        outcomes = await asyncio.wait_for(asyncio.gather(*arriving), HANG_GUARD)
+        assert len(outcomes) == 5
+        stamps = await _received_at(engine, [o.receipt_id for o in outcomes])
+        # 4 alerts waiting is less than a full batch: they waited for the first writer, not the second
+        assert [len(list(group)) for _, group in itertools.groupby(stamps)] == [1, 4]
+        assert most == [1]
+        most[0] = 0
+        large = [writer.enqueue(receipt(f"l{i}", alerts=3)) for i in range(6)]  # 18 alerts: three full batches
+        outcomes = await asyncio.wait_for(asyncio.gather(*large), HANG_GUARD)
+        stamps = await _received_at(engine, [o.receipt_id for o in outcomes])
+        assert [len(list(group)) for _, group in itertools.groupby(sorted(stamps))] == [2, 2, 2]
+        assert most == [2]  # the second writer committed beside the first
+    finally:
+        await writer.stop()
+        await writer.aclose()
+        await engine.dispose()
+
+
 async def test_an_alert_that_retention_deletes_mid_batch_is_stored_again(postgres_url: str) -> None:
     """The referring tables have no foreign keys, so ingest must notice an alert deleted between reading
     its state and writing rows that refer to it (retention on PostgreSQL does not wait for the writer):
