@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from receiver.api import health, history, notifications, page, webhook
 from receiver.api.errors import install_error_handlers
+from receiver.api.webhook import serve_webhook
 from receiver.catalog import ModelCatalog
 from receiver.config import Settings
 from receiver.dispatch import Dispatcher
@@ -93,7 +94,8 @@ def build_state(settings: Settings) -> ReceiverState:
 
 
 class WebhookTimer:
-    """ASGI middleware timing POST /webhook and counting its answers by status."""
+    """ASGI middleware timing POST /webhook and counting its answers by status; it also answers
+    POST /webhook itself through `serve_webhook` (the route's handler without FastAPI's routing)."""
 
     def __init__(self, app: Any, metrics: Metrics) -> None:
         self.app = app
@@ -112,7 +114,7 @@ class WebhookTimer:
             await send(message)
 
         try:
-            await self.app(scope, receive, capture)
+            await (serve_webhook if scope["method"] == "POST" else self.app)(scope, receive, capture)
         finally:
             self.metrics.webhook_latency.observe(time.perf_counter() - started)
             if status and status[0] >= 400:

@@ -82,11 +82,15 @@ def validation_details(exc: ValidationError | RequestValidationError) -> list[di
     return [{"loc": format_loc(tuple(e["loc"])), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
 
 
+def api_error_response(exc: ApiError) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Bearer realm="alert-receiver"'} if exc.status == 401 else None
+    return JSONResponse(error_body(exc.code, exc.message, exc.details), exc.status, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": 'Bearer realm="alert-receiver"'} if exc.status == 401 else None
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), exc.status, headers=headers)
+        return api_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _query_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,10 +10,12 @@ from starlette.requests import ClientDisconnect
 
 from receiver.api.auth import require_token
 from receiver.api.errors import (
+    ApiError,
     InvalidJson,
     InvalidPayload,
     PayloadTooLarge,
     ServiceUnavailable,
+    api_error_response,
     validation_details,
 )
 from receiver.schemas import WebhookPayload, WebhookResult
@@ -127,3 +129,20 @@ async def receive_webhook(request: Request) -> Response:
     )
     # Serialised here: returning the model would have FastAPI validate it again against response_model.
     return Response(result.model_dump_json(), media_type="application/json")
+
+
+async def serve_webhook(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """POST /webhook as a plain ASGI app: the same handler and answers as the route above, without
+    FastAPI's routing around it.
+
+    Matching the route through the included routers, solving its (empty) dependencies and the
+    exception and exit-stack middlewares cost about 45 µs per request, a ninth of what the serving
+    process spends on a 10-alert webhook (`no storage` benchmark row: 2,670 -> 3,040 requests/s).
+    The route stays declared for the OpenAPI document; app.py's WebhookTimer sends POST /webhook here.
+    Exceptions other than ApiError propagate as they do from the route (to the server's 500 handler).
+    """
+    try:
+        response = await receive_webhook(Request(scope, receive))
+    except ApiError as exc:
+        response = api_error_response(exc)
+    await response(scope, receive, send)
