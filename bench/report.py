@@ -42,7 +42,7 @@ def ingest_table(rows: list[dict[str, Any]]) -> list[str]:
         "p99 ms",
         "ratio",
         "peak RSS MB",
-        "server CPU %",
+        "server+writer CPU %",
         "writer CPU %",
         "loadgen CPU %",
         "postgres CPU %",

@@ -10,9 +10,10 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, insert, select, update
 
 from receiver.catalog import ModelCatalog
 from receiver.config import Settings
@@ -22,8 +23,8 @@ from receiver.store import migrate
 from receiver.store.engine import create_engine, create_sqlite_writer_engine
 from receiver.store.ingest import IncomingReceipt, store_batch
 from receiver.store.retention import prune
-from receiver.store.tables import alerts, events, notification_alerts, receipt_alerts, receipts
-from receiver.writer import BatchWriter, local_writer
+from receiver.store.tables import alerts, events, notification_alerts, receipt_alerts, receipt_claims, receipts
+from receiver.writer import BatchWriter, _describe, local_writer
 from tests.support import make_alert, make_payload
 
 HANG_GUARD = 30  # seconds; only so a broken writer fails the test instead of hanging it
@@ -108,46 +109,92 @@ async def test_a_batch_stops_taking_receipts_once_it_holds_max_batch_alerts(writ
     assert batch_sizes == [2, 2, 1]
 
 
-async def test_a_second_postgresql_writer_starts_only_while_a_full_batch_waits(postgres_url: str) -> None:
-    """Small receipts share one transaction; the second writer takes part once max_batch_alerts wait."""
+@pytest.fixture
+async def two_postgresql_writers(postgres_url: str) -> AsyncIterator:  # type: ignore[type-arg]
+    """build(**BatchWriter options) -> a started writer with two writer tasks on PostgreSQL; and the
+    names of the writer tasks that began each transaction, in order ("writer-0" is the first)."""
     engine = create_engine(postgres_url)
     await migrate.upgrade(engine)
-    open_now, most = [0], [0]
-
-    arriving: list[asyncio.Future] = []  # type: ignore[type-arg]
+    began_in: list[str] = []
 
     def began(_conn) -> None:  # type: ignore[no-untyped-def]
-        open_now[0] += 1
-        most[0] = max(most[0], open_now[0])
-        if len(arriving) == 1:  # small receipts arrive while the first writer's transaction runs
-            arriving.extend(writer.enqueue(receipt(f"s{i}")) for i in range(4))
+        task = asyncio.current_task()  # the writer task whose greenlet runs this transaction
+        if task and task.get_name().startswith("writer-"):  # not the test's own queries
+            began_in.append(task.get_name())
 
-    def ended(_conn) -> None:  # type: ignore[no-untyped-def]
-        open_now[0] -= 1
+    event.listen(engine.sync_engine, "begin", began)
+    started: list[BatchWriter] = []
 
-    for name, listener in (("begin", began), ("commit", ended), ("rollback", ended)):
-        event.listen(engine.sync_engine, name, listener)
-    writer = BatchWriter(engine, ingest_policy(Settings()), writers=2, max_batch_alerts=6, gather_window=0.0)
-    await writer.start()
-    try:
-        arriving.append(writer.enqueue(receipt("first")))
-        await asyncio.wait_for(asyncio.shield(arriving[0]), HANG_GUARD)  # the others arrive meanwhile
-        outcomes = await asyncio.wait_for(asyncio.gather(*arriving), HANG_GUARD)
-        assert len(outcomes) == 5
-        stamps = await _received_at(engine, [o.receipt_id for o in outcomes])
-        # 4 alerts waiting is less than a full batch: they waited for the first writer, not the second
-        assert [len(list(group)) for _, group in itertools.groupby(stamps)] == [1, 4]
-        assert most == [1]
-        most[0] = 0
-        large = [writer.enqueue(receipt(f"l{i}", alerts=3)) for i in range(6)]  # 18 alerts: three full batches
-        outcomes = await asyncio.wait_for(asyncio.gather(*large), HANG_GUARD)
-        stamps = await _received_at(engine, [o.receipt_id for o in outcomes])
-        assert [len(list(group)) for _, group in itertools.groupby(sorted(stamps))] == [2, 2, 2]
-        assert most == [2]  # the second writer committed beside the first
-    finally:
+    async def build(**options: Any) -> BatchWriter:
+        writer = BatchWriter(engine, ingest_policy(Settings()), writers=2, gather_window=0.0, **options)
+        await writer.start()
+        started.append(writer)
+        return writer
+
+    yield build, began_in, engine
+    for writer in started:
         await writer.stop()
         await writer.aclose()
-        await engine.dispose()
+    await engine.dispose()
+
+
+async def test_small_receipts_wait_for_the_busy_first_postgresql_writer(two_postgresql_writers) -> None:  # type: ignore[no-untyped-def]
+    """With less than a full batch waiting, the second writer does not open a transaction of its own:
+    receipts that arrive while the first writer commits go into its next transaction."""
+    build, began_in, engine = two_postgresql_writers
+    arriving: list[asyncio.Future] = []  # type: ignore[type-arg]
+    writer = await build(max_batch_alerts=6)
+
+    def more_while_the_first_transaction_runs(_conn) -> None:  # type: ignore[no-untyped-def]
+        if len(arriving) == 1:
+            arriving.extend(writer.enqueue(receipt(f"s{i}")) for i in range(4))  # 4 alerts < 6
+
+    event.listen(engine.sync_engine, "begin", more_while_the_first_transaction_runs)
+    arriving.append(writer.enqueue(receipt("first")))
+    await asyncio.wait_for(asyncio.shield(arriving[0]), HANG_GUARD)
+    outcomes = await asyncio.wait_for(asyncio.gather(*arriving), HANG_GUARD)
+    stamps = await _received_at(engine, [o.receipt_id for o in outcomes])
+    assert [len(list(group)) for _, group in itertools.groupby(stamps)] == [1, 4]
+    assert began_in == ["writer-0", "writer-0"]
+
+
+@pytest.mark.parametrize(("receipts", "alerts_each", "limits"), [
+    (6, 3, {"max_batch_alerts": 6}),  # full by alerts: three batches of two receipts
+    (6, 1, {"max_batch": 2}),  # full by receipts: three batches of two
+])  # fmt: skip
+async def test_the_second_postgresql_writer_takes_a_full_batch(  # type: ignore[no-untyped-def]
+    two_postgresql_writers, receipts: int, alerts_each: int, limits: dict[str, int]
+) -> None:
+    build, began_in, engine = two_postgresql_writers
+    writer = await build(**limits)
+    jobs = [writer.enqueue(receipt(f"l{i}", alerts=alerts_each)) for i in range(receipts)]
+    outcomes = await asyncio.wait_for(asyncio.gather(*jobs), HANG_GUARD)
+    stamps = await _received_at(engine, [o.receipt_id for o in outcomes])
+    assert [len(list(group)) for _, group in itertools.groupby(sorted(stamps))] == [2, 2, 2]
+    assert "writer-1" in began_in
+
+
+async def test_a_receipt_kept_waiting_by_a_stuck_first_writer_goes_to_the_second(two_postgresql_writers) -> None:  # type: ignore[no-untyped-def]
+    """The first writer waits on a row lock (here: its receipt's claim, held by another connection);
+    a small receipt queued behind it is committed by the second writer after HELPER_DELAY."""
+    build, began_in, engine = two_postgresql_writers
+    stuck, other = receipt("stuck"), receipt("other")
+    async with engine.begin() as conn:  # an old claim on the stuck receipt's digest: it will be renewed
+        await conn.execute(insert(receipt_claims).values(digest=stuck.digest, claimed_at=datetime(2000, 1, 1)))
+    async with engine.connect() as locker:
+        await locker.begin()
+        await locker.execute(select(receipt_claims).where(receipt_claims.c.digest == stuck.digest).with_for_update())
+        writer = await build()
+        began = asyncio.Event()
+        event.listen(engine.sync_engine, "begin", lambda _conn: began.set())
+        first = writer.enqueue(stuck)
+        await asyncio.wait_for(began.wait(), HANG_GUARD)  # its transaction runs; its claim waits for the lock
+        second = await asyncio.wait_for(writer.enqueue(other), HANG_GUARD)
+        assert not first.done()
+        assert began_in.count("writer-1") == 1
+        await locker.rollback()
+    outcome = await asyncio.wait_for(first, HANG_GUARD)
+    assert not outcome.duplicate and not second.duplicate
 
 
 async def test_an_alert_that_retention_deletes_mid_batch_is_stored_again(postgres_url: str) -> None:
@@ -219,3 +266,10 @@ async def test_retention_waiting_on_a_batch_keeps_the_alert_it_touched(postgres_
                 assert alert_id in referred and referred <= stored, table.name
     finally:
         await engine.dispose()
+
+
+def test_an_error_without_a_message_is_described_by_its_type() -> None:
+    """e.g. the TimeoutError of a connection attempt: describing it must not fail (it used to raise
+    IndexError inside the writer, leaving the batch's requests unanswered)."""
+    assert _describe(TimeoutError()) == "TimeoutError:"
+    assert _describe(ValueError("bad\nsecond line")) == "ValueError:  bad"
