@@ -81,6 +81,18 @@ def _goal(target: str) -> float:
     return TARGETS["ingest_postgres_ratio"] if target == "postgresql" else TARGETS["ingest_sqlite_ratio"]
 
 
+def _cpu_per_request(r: dict[str, Any]) -> dict[str, float]:
+    """µs of one core per answered request, per process (% of a core ÷ requests/s)."""
+    return {
+        name: 1e4 * r[f"{name}_cpu_pct"] / r["requests_per_s"] for name in ("serving", "writer", "postgres", "client")
+    }
+
+
+def _rate_at_goal(r: dict[str, Any], goal: float) -> float:
+    """Requests/s the row would need for `goal` (its ratio is its requests/s over the baseline's)."""
+    return goal * r["requests_per_s"] / r["ratio"]
+
+
 def cpu_budget_table(rows: list[dict[str, Any]], cores: int) -> list[str]:
     """CPU per request of each process, from the ingest rows, and what the ratio target would take.
 
@@ -105,12 +117,9 @@ def cpu_budget_table(rows: list[dict[str, Any]], cores: int) -> list[str]:
     for r in rows:
         if r["target"] == "baseline" or "skipped" in r or "ratio" not in r or not r["requests_per_s"]:
             continue
-        per_request = {
-            name: 1e4 * r[f"{name}_cpu_pct"] / r["requests_per_s"]  # % of a core over req/s, in µs
-            for name in ("serving", "writer", "postgres", "client")
-        }
+        per_request = _cpu_per_request(r)
         goal = _goal(r["target"])
-        rate = goal * r["requests_per_s"] / r["ratio"]
+        rate = _rate_at_goal(r, goal)
         body.append(
             [
                 r["target"],
@@ -132,8 +141,8 @@ def _cores_note(r: dict[str, Any], goal: float) -> str:
     """'; at the goal: N cores' from the row's CPU per request (see cpu_budget_table)."""
     if "serving_cpu_pct" not in r or not r["requests_per_s"]:
         return ""
-    busy = sum(r[f"{name}_cpu_pct"] for name in ("serving", "writer", "postgres", "client"))
-    return f"; at {goal:.0%} this CPU per request would need {busy / 100 * goal / r['ratio']:.1f} cores"
+    cores = _rate_at_goal(r, goal) * sum(_cpu_per_request(r).values()) / 1e6
+    return f"; at {goal:.0%} this CPU per request would need {cores:.1f} cores"
 
 
 def _prune_note(prune: dict[str, Any] | None) -> str:

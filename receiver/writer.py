@@ -34,7 +34,6 @@ class StorageUnavailable(Exception):
 class _Job:
     receipt: IncomingReceipt
     done: asyncio.Future[IngestOutcome]
-    queued_at: float  # loop time
 
 
 class BatchWriter:
@@ -64,7 +63,7 @@ class BatchWriter:
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._queued_alerts = 0  # alerts of the receipts in the queue (not yet taken into a batch)
         self._queued_at: deque[float] = deque()  # when each queued receipt arrived, oldest first
-        self._full_batch_waits = asyncio.Event()  # set while a full batch is queued (see _full_batch_queued)
+        self._full_batch_waits = asyncio.Event()  # set by enqueue when a full batch is queued (_full_batch_queued)
         self._tasks: list[asyncio.Task[None]] = []
         self._incoming = 0  # requests being read or prepared: about to be submitted
         self._in_flight = 0  # queued or being committed
@@ -106,10 +105,10 @@ class BatchWriter:
         if not self.running:
             raise StorageUnavailable("the writer is not running")
         loop = asyncio.get_running_loop()
-        job = _Job(receipt, loop.create_future(), loop.time())
+        job = _Job(receipt, loop.create_future())
         self._queue.put_nowait(job)
         self._queued_alerts += len(receipt.alerts)
-        self._queued_at.append(job.queued_at)
+        self._queued_at.append(loop.time())
         if self._full_batch_queued():
             self._full_batch_waits.set()
         self._in_flight += 1
@@ -152,8 +151,6 @@ class BatchWriter:
     def _taken(self, job: _Job) -> _Job:
         self._queued_alerts -= len(job.receipt.alerts)
         self._queued_at.popleft()  # the queue is first in, first out: this was the oldest
-        if not self._full_batch_queued():
-            self._full_batch_waits.clear()
         return job
 
     def _full_batch_queued(self) -> bool:
@@ -173,17 +170,16 @@ class BatchWriter:
         if not helper:
             return self._taken(await self._queue.get())
         loop = asyncio.get_running_loop()
-        while True:
-            if self._full_batch_queued():
-                return self._take()
+        while not self._full_batch_queued():
             waited = loop.time() - self._queued_at[0] if self._queued_at else 0.0
-            if self._queued_at and waited >= HELPER_DELAY:
-                return self._take()
-            self._full_batch_waits.clear()
+            if waited >= HELPER_DELAY:
+                break
+            self._full_batch_waits.clear()  # set again by enqueue once a full batch is queued
             try:  # a receipt that arrives meanwhile is looked at within HELPER_DELAY at most
                 await asyncio.wait_for(self._full_batch_waits.wait(), HELPER_DELAY - waited)
             except TimeoutError:
                 pass
+        return self._take()
 
     async def _run(self, helper: bool) -> None:
         while True:
@@ -271,9 +267,10 @@ def local_writer(
     SQLite: one writer thread on an engine of its own, committing with `sqlite_synchronous` (FULL: an
     answered webhook survives power loss), waiting briefly for requests being read (see `_gather`).
     PostgreSQL: up to POSTGRES_WRITERS writers on `engine`, each taking about POSTGRES_BATCH_ALERTS
-    alerts at most; the second starts a transaction only while that many wait, so a burst of large
-    payloads is spread over both instead of waiting behind the one that took the whole queue (p99 at
-    100 alerts/payload: about 300 -> 200 ms), and small receipts share one transaction.
+    alerts at most; the second starts a transaction only while a full batch waits or a receipt has
+    waited HELPER_DELAY (see `_first_job`), so a burst of large payloads is spread over both instead
+    of waiting behind the one that took the whole queue (p99 at 100 alerts/payload: about 300 -> 200
+    ms), and small receipts share one transaction.
     `statement_timeout` (seconds, PostgreSQL, a new engine only): the database cancels a statement
     that runs longer, so one left behind by a writer process killed for stalling cannot hold locks or
     a backend on its own (PostgreSQL does not notice a vanished client while the statement waits).
